@@ -1,0 +1,1 @@
+"""The site: Flower ClientApp, organ training, sealing."""

@@ -1,0 +1,17 @@
+"""``organfed bench NAME``: run one benchmark; figures go to stdout (JSON) and, with --markdown, a table."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCH_MODULES = (
+    "organfed.shared.bench.surgery",
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="run a benchmark (speed and memory, measured side by side)")
+    benches = p.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name in BENCH_MODULES:
+        importlib.import_module(name).register(benches)

@@ -1,0 +1,1 @@
+"""Demo assets: the shipped base model and the per-site domain corpora."""
