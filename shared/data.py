@@ -93,20 +93,44 @@ def _jsonl_records(path: Path) -> Iterator[str]:
             yield record["text"]
 
 
-def iter_documents(paths: Sequence[Path | str]) -> Iterator[str]:
-    """Stream the documents of ``paths``: one per ``.jsonl`` record, pieces of plain files otherwise.
+def _ends_marked(pieces: Iterable[str]) -> Iterator[tuple[str, bool]]:
+    """``(piece, is_last)`` over the pieces that hold more than white space."""
+    previous = None
+    for piece in pieces:
+        if piece.strip():
+            if previous is not None:
+                yield previous, False
+            previous = piece
+    if previous is not None:
+        yield previous, True
+
+
+def iter_pieces(paths: Sequence[Path | str]) -> Iterator[tuple[str, bool]]:
+    """Stream ``(text, ends_document)``: each ``.jsonl`` record is a document, so is each plain file
+    (in pieces of about :data:`PIECE_BYTES` ending at a line break; the last one ends the document).
 
     Raises :class:`DataError` if a file is binary, not UTF-8, or every file is empty.
     """
     any_text = False
     for path in text_files(paths):
-        reader = _jsonl_records if path.suffix == ".jsonl" else _file_pieces
-        for text in reader(path):
-            if text.strip():
-                any_text = True
-                yield text
+        if path.suffix == ".jsonl":
+            items = ((text, True) for text in _jsonl_records(path) if text.strip())
+        else:
+            items = _ends_marked(_file_pieces(path))
+        for item in items:
+            any_text = True
+            yield item
     if not any_text:
         raise DataError(f"no text in {', '.join(str(p) for p in paths)}: the data is empty")
+
+
+def iter_documents(paths: Sequence[Path | str]) -> Iterator[str]:
+    """Stream the documents of ``paths``: one per ``.jsonl`` record, pieces of plain files otherwise.
+
+    Raises :class:`DataError` if a file is binary, not UTF-8, or every file is empty.
+    """
+    for text, _ in iter_pieces(paths):
+        yield text
 
 
 def load_tokenizer(model_dir: Path | str) -> PreTrainedTokenizerBase:

@@ -39,3 +39,57 @@ class IncompatibleOrganError(OrganfedError):
 
 class DataError(OrganfedError):
     """Training or evaluation text is missing, empty, binary, not UTF-8 or too small."""
+
+
+class TrainingError(OrganfedError):
+    """Training cannot start or continue (no trainable parameters, a loss that is not finite, ...)."""
+
+
+class CheckpointError(TrainingError):
+    """A training checkpoint is missing, damaged, or belongs to a different run."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training stopped on request (Ctrl-C) after saving a checkpoint it can resume from."""
+
+    exit_code = 130
+
+
+class IdentityError(OrganfedError):
+    """A key directory, identity file or trust directory is missing, malformed, unsafe or locked."""
+
+
+class EnvelopeError(OrganfedError):
+    """An envelope cannot be sealed (bad binding values, unreadable organ, output problems)."""
+
+
+class VerificationError(OrganfedError):
+    """An envelope was refused. One opaque type for every refusal; ``reason`` is machine-readable.
+
+    Reasons: ``corrupt``, ``unsupported-version``, ``truncated``, ``trailing-data``,
+    ``wrong-recipient``, ``unknown-sender``, ``revoked-sender``, ``wrong-sender``,
+    ``wrong-run``, ``wrong-round``, ``expired``, ``bad-expiry``, ``replayed-nonce``,
+    ``bad-signature``, ``binding-mismatch``, ``digest-mismatch``, ``organ-content``, ``policy``.
+    """
+
+    exit_code = 3
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"envelope refused ({reason}){': ' + detail if detail else ''}")
+
+
+class PolicyError(VerificationError):
+    """An organ is well formed but outside the coordinator's policy (spec, base, norm)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("policy", detail)
+
+
+class ReplayCacheError(OrganfedError):
+    """The replay cache cannot be read or written safely (so no envelope can be accepted)."""
+
+
+class AuditLogError(OrganfedError):
+    """The audit log cannot be appended to, or its hash chain does not verify."""

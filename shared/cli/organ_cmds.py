@@ -7,15 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+from organfed.shared.cli.common import layer_range
 from organfed.shared.errors import ConfigError
-from organfed.shared.organ import LayerRange, extract_organ, load_organ, read_manifest
+from organfed.shared.organ import extract_organ, load_organ, read_manifest
 from organfed.shared.surgery import Placement, TransplantMode, transplant
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("extract", help="copy a block of layers out of a model into an organ file")
     p.add_argument("--model", required=True, type=Path, help="Hugging Face model directory (safetensors)")
-    p.add_argument("--layers", type=LayerRange.parse, help="half-open range S:E (default: 3 layers from floor(L/3))")
+    p.add_argument("--layers", type=layer_range, help="half-open range S:E (default: 3 layers from floor(L/3))")
     p.add_argument("--out", required=True, type=Path, help="organ file to write (.safetensors)")
     p.set_defaults(run=run_extract)
 

@@ -1,0 +1,76 @@
+"""The command line: --help everywhere, and every typed error as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from organfed.shared.cli.main import build_parser
+
+ORGANFED = str(Path(sys.executable).parent / "organfed")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([ORGANFED, *args], capture_output=True, text=True, timeout=300)
+
+
+def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths.append(prefix + (name,))
+                paths += command_paths(sub, prefix + (name,))
+    return paths
+
+
+@pytest.mark.parametrize("path", command_paths(build_parser()), ids=" ".join)
+def test_every_command_has_help(path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*path, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: organfed" in capsys.readouterr().out
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_missing_model_dir(tmp_path):
+    assert_one_line_error(run("extract", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o.safetensors")), "not a directory")
+
+
+def test_pickle_organ(tmp_path):
+    (tmp_path / "organ.bin").write_bytes(b"\x80\x04junk")
+    assert_one_line_error(run("inspect", str(tmp_path / "organ.bin")), "never unpickles")
+
+
+def test_bad_layer_range_is_a_usage_error(tiny_models, tmp_path):
+    result = run("extract", "--model", str(tiny_models["gpt2"]), "--layers", "5:2", "--out", str(tmp_path / "o.safetensors"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "5:2" in result.stderr
+
+
+def test_extract_inspect_transplant_perplexity(tiny_models, tmp_path):
+    organ = tmp_path / "o.safetensors"
+    assert run("extract", "--model", str(tiny_models["llama"]), "--out", str(organ)).returncode == 0
+    inspected = run("inspect", "--verify", str(organ))
+    assert inspected.returncode == 0 and '"family": "llama"' in inspected.stdout
+    out = tmp_path / "out"
+    result = run("transplant", "--model", str(tiny_models["llama"]), "--organ", str(organ), "--organ", f"{organ}@0",
+                 "--mode", "insert", "--position", "6", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "text.txt"
+    data.write_text("organ transplantation for language models\n" * 50)
+    ppl = run("perplexity", "--model", str(out), "--data", str(data), "--block-size", "64")
+    assert ppl.returncode == 0 and '"perplexity"' in ppl.stdout
+    overlapping = run("transplant", "--model", str(tiny_models["llama"]), "--organ", f"{organ}@1", "--organ", f"{organ}@2",
+                      "--out", str(tmp_path / "o2"))
+    assert_one_line_error(overlapping, "overlaps")
