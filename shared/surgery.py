@@ -87,6 +87,7 @@ def plan_transplant(recipient_dir: Path | str, placements: Sequence[Placement], 
     types = md.adapter.layer_types(md.config)
     warnings: list[str] = []
     base_fp = fingerprint_model_dir(md.path)
+    recipient_dtypes = {entry.dtype for _, entry in md.layer_entries(0).values()}
     spans: list[tuple[int, int, str]] = []
     for p in placements:
         check_compatible(p.organ, md, p.label)
@@ -102,9 +103,8 @@ def plan_transplant(recipient_dir: Path | str, placements: Sequence[Placement], 
                 f"WARNING: {p.label} was trained on base {m.base_fingerprint[:19]}, the recipient is {base_fp[:19]}: "
                 "organs need not transfer to a different base; evaluate before use"
             )
-        dtype = md.layer_entries(0)[next(iter(md.layer_entries(0)))][1].dtype
-        if m.dtype != dtype:
-            warnings.append(f"{p.label}: organ weights are {m.dtype}, converted to the recipient's {dtype}")
+        if m.dtype not in recipient_dtypes:
+            warnings.append(f"{p.label}: organ weights are {m.dtype}, converted to the recipient's {'/'.join(sorted(recipient_dtypes))}")
         span = (p.position, p.position + k) if mode is TransplantMode.REPLACE else (p.position, p.position)
         for other in spans:
             if (mode is TransplantMode.REPLACE and span[0] < other[1] and other[0] < span[1]) or span == other[:2]:
