@@ -1,0 +1,78 @@
+"""The messages between the coordinator and the sites, on top of Flower's records.
+
+A round is two exchanges. ``query`` (hello): the coordinator asks a node which
+site key it holds, so it can seal the current organ to it. ``train``: the
+coordinator sends :class:`RoundInstructions` and, after the first round, the
+current organ sealed to that site; the site replies with its organ sealed to
+the coordinator (as raw bytes in an Array, which Flower moves in chunks) and
+non-sensitive metrics. Nothing else crosses the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from organfed.shared.errors import ConfigError
+
+HELLO = "query.hello"
+TRAIN = "train"
+INSTRUCTIONS = "instructions"
+SITE = "site"
+ORGAN = "organ"
+ENVELOPE = "envelope"
+METRICS = "metrics"
+TRAIN_KEY_PREFIX = "train."
+_BLOB = "bytes"
+
+
+@dataclass(frozen=True)
+class RoundInstructions:
+    """What a site needs to train one round (``train`` holds TrainConfig hyperparameters)."""
+
+    run_id: str
+    round: int
+    base_fingerprint: str
+    layers: str
+    coordinator_key_id: str
+    ttl: int
+    train: dict[str, Any]
+
+    def to_record(self) -> ConfigRecord:
+        data: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "train"}
+        data.update({TRAIN_KEY_PREFIX + k: v for k, v in self.train.items() if v is not None})
+        return ConfigRecord(data)
+
+    @classmethod
+    def from_record(cls, record: ConfigRecord) -> RoundInstructions:
+        data = dict(record)
+        train = {k[len(TRAIN_KEY_PREFIX):]: data.pop(k) for k in list(data) if k.startswith(TRAIN_KEY_PREFIX)}
+        expected = {f.name for f in fields(cls)} - {"train"}
+        if set(data) != expected:
+            raise ConfigError(f"malformed round instructions: keys {sorted(set(data) ^ expected)} differ")
+        types = {"run_id": str, "round": int, "base_fingerprint": str, "layers": str, "coordinator_key_id": str, "ttl": int}
+        for name, kind in types.items():
+            if not isinstance(data[name], kind) or isinstance(data[name], bool):
+                raise ConfigError(f"malformed round instructions: {name} must be {kind.__name__}")
+        return cls(**data, train=train)
+
+
+def bytes_record(blob: bytes) -> ArrayRecord:
+    """Raw bytes as an ArrayRecord (Flower splits large Arrays into chunks on the wire)."""
+    return ArrayRecord({_BLOB: Array(dtype="uint8", shape=(len(blob),), stype="raw-bytes", data=bytes(blob))})
+
+
+def record_bytes(record: ArrayRecord) -> bytes:
+    if _BLOB not in record:
+        raise ConfigError("malformed message: the byte record is missing its payload")
+    return record[_BLOB].data
+
+
+def hello_reply(key_id: str, site: str) -> RecordDict:
+    return RecordDict({SITE: ConfigRecord({"key_id": key_id, "name": site})})
+
+
+def train_reply(envelope: bytes, metrics: dict[str, float | int]) -> RecordDict:
+    return RecordDict({ENVELOPE: bytes_record(envelope), METRICS: MetricRecord(metrics)})

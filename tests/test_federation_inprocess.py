@@ -1,0 +1,150 @@
+"""Both Flower apps in one process: the real ServerApp and ClientApps, wired by an in-memory Grid.
+
+The Grid here only delivers messages (as a SuperLink would); everything else
+is the production code. The real-process federation is in test_federation_processes.py.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+import torch
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+
+from organfed.client.app import app as client_app
+from organfed.client.node import NodeConfig
+from organfed.server.app import app as server_app
+from organfed.server.config import ServerConfig
+from organfed.server.enrolment import make_federation_keys
+from organfed.server.store import OrganStore
+from organfed.shared.audit_log import verify_log
+from organfed.shared.model_dir import load_model
+from organfed.shared.tiny import write_tiny_model
+
+SITES = ("north", "south", "east")
+Handler = Callable[[Message, Context], Message]
+
+
+class LocalGrid(Grid):
+    """Delivers each message to an in-process ClientApp, like a SuperLink with instant nodes."""
+
+    def __init__(self, nodes: dict[int, tuple[Handler, Context]]) -> None:
+        self.nodes = nodes
+        self.replies: dict[str, Message] = {}
+        self.log: list[tuple[int, str]] = []
+
+    def set_run(self, run):  # pragma: no cover - not used by the apps
+        self._run = run
+
+    @property
+    def run(self):  # pragma: no cover
+        return self._run
+
+    def create_message(self, *args, **kwargs):  # pragma: no cover - deprecated in Flower
+        raise NotImplementedError
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.nodes)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        ids = []
+        for msg in messages:
+            msg.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            handler, context = self.nodes[msg.metadata.dst_node_id]
+            self.log.append((msg.metadata.dst_node_id, msg.metadata.message_type))
+            try:
+                reply = handler(msg, context)
+            except Exception as exc:  # what Flower's runtime turns into an error reply
+                traceback.print_exc()
+                reply = Message(Error(code=2, reason=f"{type(exc)}:<{exc!r}>"), reply_to=msg)
+            if reply is not None:
+                self.replies[msg.metadata.message_id] = reply
+            ids.append(msg.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return [self.replies.pop(i) for i in message_ids if i in self.replies]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        return self.pull_messages(list(self.push_messages(list(messages))))
+
+
+def site_text(site: str, seed: int) -> str:
+    gen = torch.Generator().manual_seed(seed)
+    words = [f"{site}{i}" for i in range(40)]
+    return "\n".join(" ".join(words[int(j)] for j in torch.randint(0, 40, (12,), generator=gen)) for _ in range(300))
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fed")
+    base = write_tiny_model("gpt2", root / "base", seed=3)
+    keys = make_federation_keys(root / "keys", SITES)
+    nodes = {}
+    for i, site in enumerate(SITES):
+        data = root / "data" / f"{site}.txt"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        data.write_text(site_text(site, i))
+        node = NodeConfig(site, base, (data,), keys.sites[site].key_dir, keys.sites[site].trust_dir, root / "state" / site, "cpu")
+        nodes[site] = node
+    (root / "val.txt").write_text(site_text("north", 99))
+    return {"root": root, "base": base, "keys": keys, "nodes": nodes}
+
+
+def run_config(fed, work: Path, **overrides) -> dict:
+    config = {
+        "run-id": "test-run", "work-dir": str(work), "base-model": str(fed["base"]),
+        "key-dir": str(fed["keys"].coordinator.key_dir), "trust-dir": str(fed["keys"].coordinator.trust_dir),
+        "num-rounds": 2, "min-sites": 2, "device": "cpu", "train-steps": 3, "train-batch-size": 2,
+        "train-block-size": 32, "train-learning-rate": 0.01, "train-val-fraction": 0.2,
+        "eval-data": f"north={fed['root'] / 'val.txt'}", "eval-max-tokens": 2000,
+    }
+    config.update(overrides)
+    ServerConfig.from_run_config(config)  # fail early on a typo in a test
+    return config
+
+
+def make_grid(fed, handlers: dict[str, Handler] | None = None) -> LocalGrid:
+    handlers = handlers or {}
+    nodes = {}
+    for i, (site, node) in enumerate(fed["nodes"].items(), start=101):
+        context = Context(run_id=1, node_id=i, node_config=_node_config(node), state=RecordDict(), run_config={})
+        nodes[i] = (handlers.get(site, client_app), context)
+    return LocalGrid(nodes)
+
+
+def _node_config(node: NodeConfig) -> dict:
+    return {"site-name": node.site_name, "model-dir": str(node.model_dir), "data": ",".join(map(str, node.data)),
+            "key-dir": str(node.key_dir), "trust-dir": str(node.trust_dir), "state-dir": str(node.state_dir), "device": node.device}
+
+
+def run_server(grid: Grid, config: dict) -> None:
+    """Run the ServerApp as Flower's serverapp process would (it sets the task identity first)."""
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    try:
+        server_app(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=config))
+    finally:
+        TaskIdentity._run_id = TaskIdentity._node_id = TaskIdentity._task_id = None
+
+
+def test_two_rounds_three_sites(federation, tmp_path):
+    grid = make_grid(federation)
+    run_server(grid, run_config(federation, tmp_path))
+    run_dir = tmp_path / "runs" / "test-run"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["rounds"] == 2 and len(report["history"]) == 2
+    assert all(len(r["accepted"]) == 3 for r in report["history"])
+    assert (run_dir / "report.md").is_file() and (run_dir / "perplexity_by_domain.png").is_file()
+    state = OrganStore(tmp_path / "store").state("test-run")
+    assert state.completed_rounds == 2 and state.current
+    load_model(run_dir / "recipient")  # a standard HF directory
+    audit = verify_log(tmp_path / "audit.log")
+    assert audit.lines == 6
+    assert sum(1 for _, kind in grid.log if kind == "train") == 6
