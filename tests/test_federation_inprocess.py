@@ -148,3 +148,109 @@ def test_two_rounds_three_sites(federation, tmp_path):
     audit = verify_log(tmp_path / "audit.log")
     assert audit.lines == 6
     assert sum(1 for _, kind in grid.log if kind == "train") == 6
+
+
+# -- dishonest and broken sites -------------------------------------------------------------
+
+def poisoned_site(node: NodeConfig, poison: str, other_base: Path | None = None) -> Handler:
+    """A ClientApp of an enrolled site that sends a bad organ, properly sealed (or a tampered envelope)."""
+    from organfed.client.round import site_key, train_round
+    from organfed.shared.identity import TrustStore
+    from organfed.shared.organ import LayerRange, extract_organ, load_organ, make_organ, save_organ
+    from organfed.shared.protocol import ENVELOPE, INSTRUCTIONS, RoundInstructions, record_bytes, train_reply
+    from organfed.shared.sealing import seal_organ
+
+    def handler(msg: Message, context: Context) -> Message:
+        if msg.metadata.message_type != "train":
+            return client_app(msg, context)
+        if poison == "tamper":
+            reply = train_round(msg.content, node)
+            blob = bytearray(record_bytes(reply[ENVELOPE]))
+            blob[len(blob) // 2] ^= 0x01
+            return Message(train_reply(bytes(blob), {"tokens": 192}), reply_to=msg)
+        ins = RoundInstructions.from_record(msg.content[INSTRUCTIONS])
+        scratch = node.state_dir / "evil"
+        scratch.mkdir(parents=True, exist_ok=True)
+        extract_organ(other_base or node.model_dir, scratch / "start.safetensors", LayerRange.parse(ins.layers) if ins.layers else None)
+        organ = load_organ(scratch / "start.safetensors")
+        change = {"scale": lambda t: t * 1000, "flip": lambda t: -t, "nan": lambda t: t.clone().fill_(float("nan")),
+                  "other-base": lambda t: t}[poison]
+        bad = make_organ({k: change(v) for k, v in organ.tensors.items()}, organ.manifest)
+        save_organ(bad, scratch / "bad.safetensors")
+        key, trust = site_key(node), TrustStore(node.trust_dir)
+        envelope = seal_organ(scratch / "bad.safetensors", sender=key, recipient=trust.lookup(ins.coordinator_key_id),
+                              run_id=ins.run_id, round=ins.round)
+        return Message(train_reply(envelope, {"tokens": 192}), reply_to=msg)
+
+    return handler
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory, federation):
+    """The honest federation plus enrolled dishonest sites, and a separately built base for one of them."""
+    root = tmp_path_factory.mktemp("attack")
+    evil_names = ("tamper", "scale", "flip", "nan", "other-base")
+    keys = make_federation_keys(root / "keys", (*SITES, *evil_names))
+    other_base = write_tiny_model("gpt2", root / "other-base", seed=42)
+    nodes = {}
+    for name in (*SITES, *evil_names):
+        honest = federation["nodes"].get(name) or federation["nodes"]["north"]
+        nodes[name] = NodeConfig(name, federation["base"], honest.data, keys.sites[name].key_dir, keys.sites[name].trust_dir,
+                                 root / "state" / name, "cpu")
+    return {"root": root, "keys": keys, "nodes": nodes, "other_base": other_base, "base": federation["base"]}
+
+
+def attack_run(fed, work: Path, sites: Iterable[str], method: str, **overrides) -> dict:
+    handlers, nodes = {}, {}
+    for i, name in enumerate(sites, start=201):
+        node = fed["nodes"][name]
+        handler = client_app if name in SITES else poisoned_site(node, name, fed["other_base"] if name == "other-base" else None)
+        nodes[i] = (handler, Context(run_id=1, node_id=i, node_config=_node_config(node), state=RecordDict(), run_config={}))
+    config = run_config({**fed, "root": fed_root(fed)}, work, **{"num-rounds": 1, "method": method, "min-sites": 3, **overrides})
+    config["key-dir"] = str(fed["keys"].coordinator.key_dir)
+    config["trust-dir"] = str(fed["keys"].coordinator.trust_dir)
+    run_server(LocalGrid(nodes), config)
+    return json.loads((work / "runs" / "test-run" / "report.json").read_text())
+
+
+def fed_root(fed) -> Path:
+    return Path(fed["nodes"]["north"].data[0]).parent.parent
+
+
+def north(report: dict) -> float:
+    return report["evaluation"]["north"]["federated"]
+
+
+@pytest.mark.slow
+def test_tampered_scaled_nan_and_foreign_organs_are_refused(attacked, tmp_path):
+    clean = attack_run(attacked, tmp_path / "clean", SITES, "fedavg")
+    report = attack_run(attacked, tmp_path / "attacked", (*SITES, "tamper", "scale", "nan", "other-base"), "fedavg")
+    refused = report["history"][0]["failures"]
+    assert set(refused) == {"tamper", "scale", "nan", "other-base"}
+    assert sorted(report["history"][0]["accepted"]) == sorted(SITES)
+    assert north(report) == pytest.approx(north(clean), rel=1e-4)
+    lines = [json.loads(line) for line in (tmp_path / "attacked" / "audit.log").read_text().splitlines()]
+    reasons = sorted(line["reason"] for line in lines if line["decision"] == "refuse")
+    assert len(reasons) == 4 and {"policy", "organ-content"} <= set(reasons), reasons
+    assert not list((tmp_path / "attacked").glob("open-*")), "a refused organ left a file behind"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,poison,overrides", [
+    ("median", "flip", {}),
+    ("trimmed-mean", "flip", {"trim-fraction": 0.25}),
+    ("clipped-mean", "scale", {"max-norm-ratio": 0.0}),
+])
+def test_robust_methods_neutralise_an_accepted_bad_organ(attacked, tmp_path, method, poison, overrides):
+    clean = attack_run(attacked, tmp_path / "clean", SITES, method, **overrides)
+    report = attack_run(attacked, tmp_path / "attacked", (*SITES, poison), method, **overrides)
+    assert poison in report["history"][0]["accepted"]
+    assert north(report) <= north(clean) * 1.05
+
+
+@pytest.mark.slow
+def test_plain_fedavg_is_hurt_by_the_same_attack(attacked, tmp_path):
+    """The contrast that gives the robust-method test its teeth."""
+    clean = attack_run(attacked, tmp_path / "clean", SITES, "fedavg")
+    report = attack_run(attacked, tmp_path / "attacked", (*SITES, "flip"), "fedavg")
+    assert north(report) > north(clean) * 1.05
