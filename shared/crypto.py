@@ -10,22 +10,32 @@ decrypt raises :class:`VerificationError` with a machine-readable reason.
 * payload: HKDF-SHA256 derives a payload key and a statement key from the file
   key; each is used with AES-256-GCM in the STREAM construction (nonce = 88-bit
   big-endian chunk counter || last-chunk flag, as age does);
-* private keys at rest: scrypt (N=2^17, r=8, p=1) and AES-256-GCM.
+* private keys at rest: scrypt (N=2^17, r=8, p=1) and AES-256-GCM;
+* transport for Flower: a P-256 CA and server certificate for TLS, and
+  ECDSA P-384 SuperNode authentication keys in OpenSSH format.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from organfed.shared.atomic import write_bytes_atomic
 from organfed.shared.errors import IdentityError, VerificationError
 
 SUITE = "hpke-x25519-hkdfsha256-aes256gcm/stream-aes256gcm/ed25519"
@@ -200,3 +210,79 @@ class ChunkCipher:
         except InvalidTag:
             raise VerificationError("corrupt", f"chunk {index} fails authentication (modified, reordered or misplaced)") from None
         return view
+
+
+# -- transport credentials for Flower: TLS and SuperNode authentication ----------------------
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A CA certificate and a server certificate with its private key, as PEM files."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                         key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False,
+                         decipher_only=False)
+
+
+def write_tls_files(out: Path, *, hosts: Sequence[str] = ("127.0.0.1", "localhost"), days: int = 30) -> TlsFiles:
+    """A fresh CA (P-256) and a server certificate for ``hosts`` (IP addresses or DNS names), in ``out``.
+
+    The private keys are written with mode 0600; the CA key is not kept, so the
+    CA can sign nothing else.
+    """
+    now = datetime.now(timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder().subject_name(_name("organfed federation CA")).issuer_name(_name("organfed federation CA"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_usage(cert_sign=True), critical=True).add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(out / "ca.pem", out / "server.pem", out / "server.key")
+    write_bytes_atomic(files.ca, ca.public_bytes(serialization.Encoding.PEM))
+    write_bytes_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_bytes_atomic(files.key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()), mode=0o600)
+    return files
+
+
+def write_node_auth_key(path: Path) -> tuple[Path, Path]:
+    """A SuperNode authentication key: ECDSA P-384 in OpenSSH format (private at ``path``, mode 0600; public at ``path.pub``)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    public = path.with_name(path.name + ".pub")
+    write_bytes_atomic(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                               serialization.NoEncryption()), mode=0o600)
+    write_bytes_atomic(public, key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                             serialization.PublicFormat.OpenSSH) + b" organfed-supernode\n")
+    return path, public

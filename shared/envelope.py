@@ -12,25 +12,32 @@ Layout::
 The header fixes the exact envelope size, so truncation and extension are found
 before any decryption. The signed statement repeats every header field, the
 header hash, the organ's byte count, SHA-256 digest and manifest. This module
-knows nothing of organs and imports no torch: it moves bytes.
+knows nothing of organs and imports no torch: it moves bytes. Callers check
+the payload's content through the ``check`` hook of :func:`open_file`, which
+runs before the output is renamed into place.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import struct
-from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
+from organfed.shared.atomic import atomic_path
 from organfed.shared.crypto import (
     KEY_BLOCK_BYTES, SIGNATURE_BYTES, SUITE, TAG_BYTES, ChunkCipher, derive_stream_keys, sign, unwrap_file_key,
     verify_signature, wrap_file_key,
 )
 from organfed.shared.errors import EnvelopeError, VerificationError
 from organfed.shared.identity import KEY_ID_RE, Identity, KeyDir
+from organfed.shared.pump import pump
 
 MAGIC = b"OFEDENV\n"
 VERSION = 1
@@ -44,6 +51,7 @@ NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
 _HEADER_KEYS = {"format", "suite", "sender", "recipient", "run", "round", "nonce", "created_at", "expires_at",
                 "chunk_size", "payload_bytes", "trailer_bytes"}
 _STATEMENT_LABEL = b"organfed-statement/1\x00"
+T = TypeVar("T")
 
 
 def _canonical(obj: Any) -> bytes:
@@ -80,9 +88,11 @@ class Binding:
 
     @classmethod
     def new(cls, run_id: str, round: int, *, ttl: int, now: float) -> Binding:
-        binding = cls(run_id, round, os.urandom(16).hex(), int(now), int(now) + int(ttl))
-        if (problem := binding.problem()) is not None or ttl < 1:
-            raise EnvelopeError(problem or "ttl must be at least one second")
+        if type(ttl) is not int or ttl < 1:
+            raise EnvelopeError(f"ttl must be a whole number of seconds >= 1, got {ttl!r}")
+        binding = cls(run_id, round, os.urandom(16).hex(), int(now), int(now) + ttl)
+        if (problem := binding.problem()) is not None:
+            raise EnvelopeError(problem)
         return binding
 
 
@@ -110,6 +120,9 @@ class Header:
     @property
     def num_chunks(self) -> int:
         return -(-self.payload_bytes // self.chunk_size)
+
+    def chunk_plain_bytes(self, index: int) -> int:
+        return min(self.chunk_size, self.payload_bytes - index * self.chunk_size)
 
     @property
     def envelope_bytes(self) -> int:
@@ -166,7 +179,10 @@ def seal_stream(src: BinaryIO, dst: BinaryIO, *, sender: KeyDir, recipient: Iden
         raise EnvelopeError(problem)
     sender_id, recipient_id = sender.identity.key_id, recipient.key_id
     draft = Header(sender_id, recipient_id, binding, chunk_size, payload_bytes, 0, b"", b"")
-    trailer = len(statement_bytes(draft, "sha256:" + "0" * 64, manifest)) + SIGNATURE_BYTES
+    try:
+        trailer = len(statement_bytes(draft, "sha256:" + "0" * 64, manifest)) + SIGNATURE_BYTES
+    except (TypeError, ValueError) as exc:
+        raise EnvelopeError(f"the manifest cannot be signed as canonical JSON ({exc})") from None
     if trailer > MAX_TRAILER_BYTES:
         raise EnvelopeError(f"statement of {trailer} bytes exceeds {MAX_TRAILER_BYTES} (manifest too large)")
     body = _canonical(_header_json(sender_id, recipient_id, binding, chunk_size, payload_bytes, trailer))
@@ -176,18 +192,17 @@ def seal_stream(src: BinaryIO, dst: BinaryIO, *, sender: KeyDir, recipient: Iden
     header = Header(sender_id, recipient_id, binding, chunk_size, payload_bytes, trailer, prefix, key_block)
     payload_key, statement_key = derive_stream_keys(file_key, header.digest)
     dst.write(prefix + key_block)
-    cipher, hasher = ChunkCipher(payload_key, header.digest), organ_hasher()
-    plain, sealed = bytearray(chunk_size), bytearray(chunk_size + TAG_BYTES)
-    left = payload_bytes
-    for index in range(header.num_chunks):
-        view = memoryview(plain)[: min(chunk_size, left)]
-        try:
-            _read_exact(src, view)
-        except VerificationError:
-            raise EnvelopeError("the organ ended early (changed while sealing?)") from None
-        hasher.update(view)
-        dst.write(cipher.seal_into(index, index == header.num_chunks - 1, view, sealed))
-        left -= len(view)
+    cipher, hasher, last = ChunkCipher(payload_key, header.digest), organ_hasher(), header.num_chunks - 1
+
+    def work(index: int, chunk: memoryview, out: bytearray) -> memoryview:
+        hasher.update(chunk)
+        return cipher.seal_into(index, index == last, chunk, out)
+
+    try:
+        pump(src, dst, count=header.num_chunks, size=header.chunk_plain_bytes, capacity=chunk_size + TAG_BYTES,
+             read=_read_exact, work=work)
+    except VerificationError:
+        raise EnvelopeError("the organ ended early (changed while sealing?)") from None
     if src.read(1):
         raise EnvelopeError("the organ grew while sealing")
     digest = "sha256:" + hasher.hexdigest()
@@ -206,7 +221,7 @@ def organ_hasher() -> "hashlib._Hash":
 
 
 def read_header(src: BinaryIO) -> Header:
-    """Parse and check an envelope's header and size; ``VerificationError`` on anything malformed."""
+    """Parse and check an envelope's header and size (``src`` must be seekable); ``VerificationError`` if malformed."""
     raw = src.read(_PREAMBLE.size)
     if len(raw) < _PREAMBLE.size:
         raise VerificationError("truncated", "too short to be an envelope")
@@ -262,16 +277,15 @@ def open_stream(src: BinaryIO, dst: BinaryIO, header: Header, *, key: KeyDir, se
         raise VerificationError("wrong-recipient" if header.recipient != key.identity.key_id else "wrong-sender")
     file_key = unwrap_file_key(key.keys, header.key_block, header.key_context)
     payload_key, statement_key = derive_stream_keys(file_key, header.digest)
-    cipher, hasher = ChunkCipher(payload_key, header.digest), organ_hasher()
-    sealed, plain = bytearray(header.chunk_size + TAG_BYTES), bytearray(header.chunk_size)
-    left = header.payload_bytes
-    for index in range(header.num_chunks):
-        view = memoryview(sealed)[: min(header.chunk_size, left) + TAG_BYTES]
-        _read_exact(src, view)
-        out = cipher.open_into(index, index == header.num_chunks - 1, view, plain)
-        hasher.update(out)
-        dst.write(out)
-        left -= len(out)
+    cipher, hasher, last = ChunkCipher(payload_key, header.digest), organ_hasher(), header.num_chunks - 1
+
+    def work(index: int, chunk: memoryview, out: bytearray) -> memoryview:
+        plain = cipher.open_into(index, index == last, chunk, out)
+        hasher.update(plain)
+        return plain
+
+    pump(src, dst, count=header.num_chunks, size=lambda i: header.chunk_plain_bytes(i) + TAG_BYTES,
+         capacity=header.chunk_size, read=_read_exact, work=work)
     trailer_ct = bytearray(header.trailer_bytes + TAG_BYTES)
     _read_exact(src, memoryview(trailer_ct))
     trailer = bytes(ChunkCipher(statement_key, header.digest).open_into(0, True, trailer_ct, bytearray(header.trailer_bytes)))
@@ -295,7 +309,35 @@ def _check_statement(header: Header, raw: bytes, digest: str) -> Statement:
     return Statement(header.sender, header.recipient, header.binding, header.payload_bytes, digest, manifest)
 
 
-def header_summary(header: Header) -> dict:
-    """The header's fields as a JSON-able dict (for logs and ``organfed inspect``-style output)."""
-    return {"sender": header.sender, "recipient": header.recipient, **asdict(header.binding),
-            "payload_bytes": header.payload_bytes, "chunk_size": header.chunk_size}
+def seal_file(src: Path, out: Path | None, *, sender: KeyDir, recipient: Identity, binding: Binding, manifest: dict,
+              chunk_size: int = DEFAULT_CHUNK_SIZE) -> Path | bytes:
+    """Seal the file ``src`` into the file ``out`` (atomically), or return the envelope's bytes if ``out`` is None."""
+    try:
+        with open(src, "rb") as fh:
+            kwargs = dict(sender=sender, recipient=recipient, binding=binding, payload_bytes=os.fstat(fh.fileno()).st_size,
+                          manifest=manifest, chunk_size=chunk_size)
+            if out is None:
+                buffer = io.BytesIO()
+                seal_stream(fh, buffer, **kwargs)
+                return buffer.getvalue()
+            with atomic_path(out) as tmp, open(tmp, "wb") as dst:
+                seal_stream(fh, dst, **kwargs)
+    except OSError as exc:
+        raise EnvelopeError(f"cannot seal {src} to {out or 'memory'}: {exc.strerror or exc}") from None
+    return Path(out)
+
+
+def open_file(src: BinaryIO, out: Path, header: Header, *, key: KeyDir, sender: Identity,
+              check: Callable[[Path, Statement], T]) -> tuple[Statement, T]:
+    """Decrypt and verify into a temporary file beside ``out``, run ``check(tmp, statement)``, then rename.
+
+    Any exception (a refusal included) removes the temporary file: ``out`` appears only if everything passed.
+    """
+    try:
+        with atomic_path(out, mode=0o600) as tmp:
+            with open(tmp, "wb") as dst:
+                statement = open_stream(src, dst, header, key=key, sender=sender)
+            checked = check(tmp, statement)
+    except OSError as exc:
+        raise EnvelopeError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return statement, checked

@@ -45,21 +45,19 @@ def key_id_of(keys: PublicKeys) -> str:
 
 @dataclass(frozen=True)
 class Identity:
-    """A party's public identity: a name, its public keys and their short key id."""
+    """A party's public identity: a name and its public keys (``key_id`` is derived from the keys)."""
 
     name: str
     keys: PublicKeys
-    key_id: str = ""
     created_at: str = field(default_factory=_now)
 
     def __post_init__(self) -> None:
-        if not NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
             raise IdentityError(f"identity name {self.name!r} must be 1-64 characters of letters, digits, '.', '_', '-'")
-        expected = key_id_of(self.keys)
-        if not self.key_id:
-            object.__setattr__(self, "key_id", expected)
-        elif self.key_id != expected:
-            raise IdentityError(f"identity {self.name!r}: key id {self.key_id} does not match its keys (file modified?)")
+
+    @property
+    def key_id(self) -> str:
+        return key_id_of(self.keys)
 
     def to_json(self) -> dict:
         return {
@@ -74,10 +72,16 @@ class Identity:
         if not isinstance(doc, dict) or doc.get("format") != IDENTITY_FORMAT or doc.get("version") != 1:
             raise IdentityError("not an organfed identity (or an unsupported version)")
         try:
+            name, key_id, created_at = doc["name"], doc["key_id"], doc["created_at"]
+            if not isinstance(created_at, str):
+                raise TypeError("created_at must be a string")
             keys = PublicKeys(base64.b64decode(doc["signing_key"], validate=True), base64.b64decode(doc["encryption_key"], validate=True))
-            return cls(name=str(doc["name"]), keys=keys, key_id=str(doc["key_id"]), created_at=str(doc["created_at"]))
+            identity = cls(name=name, keys=keys, created_at=created_at)
         except (KeyError, TypeError, ValueError) as exc:
             raise IdentityError(f"malformed identity ({type(exc).__name__}: {exc})") from None
+        if key_id != identity.key_id:
+            raise IdentityError(f"identity {name!r}: key id {str(key_id)[:20]!r} does not match its keys (file modified?)")
+        return identity
 
 
 @dataclass(frozen=True)
