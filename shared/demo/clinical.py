@@ -75,7 +75,8 @@ def _encounter(rng: random.Random) -> Encounter:
         condition=condition,
         comorbidities=comorbidities,
         allergy=rng.choice(lex.ALLERGIES),
-        smoking=rng.choice(("never smoked", "ex-smoker, quit 10 years ago", f"smokes {rng.randint(5, 30)} cigarettes a day")),
+        smoking=rng.choice(
+            ("never smoked", "ex-smoker, quit 10 years ago", f"smokes {rng.randint(5, 30)} cigarettes a day")),
         complaints=tuple(rng.sample(condition.complaints, min(len(condition.complaints), rng.randint(2, 3)))),
         history=tuple(rng.sample(condition.history, rng.randint(1, len(condition.history)))),
         findings=tuple(rng.sample(condition.findings, rng.randint(2, len(condition.findings)))),
@@ -174,7 +175,8 @@ def _discharge_summary(e: Encounter, rng: random.Random) -> str:
         f"Secondary diagnoses: {_pmh(e)}", f"Allergies: {e.allergy}",
         f"Presenting complaint: {_hpi(e, rng)}", f"Hospital course: {course}",
         f"Results: {', '.join(e.labs)}.", "Discharge medications:", *meds,
-        "Follow-up: " + "; ".join(e.plans[:2]) + f"; GP review in {rng.choice(('1 week', '2 weeks', '4 weeks', '6 weeks'))}.",
+        "Follow-up: " + "; ".join(e.plans[:2])
+        + f"; GP review in {rng.choice(('1 week', '2 weeks', '4 weeks', '6 weeks'))}.",
     ))
 
 
@@ -196,7 +198,8 @@ def _ed_note(e: Encounter, rng: random.Random) -> str:
 def _clinic_letter(e: Encounter, rng: random.Random) -> str:
     gp = f"Dr {rng.choice('ABCDEFGHJKLMNPRSTW')}. {rng.choice(lex.SURNAMES)}"
     return "\n".join((
-        f"{e.hospital}, {e.condition.specialty} Outpatient Clinic", f"Clinic date: {e.date.day} {_MONTHS[e.date.month - 1]} {e.date.year}", "",
+        f"{e.hospital}, {e.condition.specialty} Outpatient Clinic",
+        f"Clinic date: {e.date.day} {_MONTHS[e.date.month - 1]} {e.date.year}", "",
         f"Dear {gp},", "", f"Re: {e.name}, MRN {e.mrn}", "",
         f"Thank you for referring this {_person(e)}, {e.occupation}, whom I saw in clinic today. {_hpi(e, rng)}",
         f"On examination: {'; '.join(e.findings)}. {_vitals(e, rng)}.",

@@ -105,7 +105,8 @@ def build_demo_corpora(out_dir: Path, *, progress: bool = True) -> DemoCorpora:
     with tqdm(total=len(steps), desc="demo corpora", unit="step", disable=not progress) as bar:
         bar.set_postfix_str(steps[0])
         root = stdlib_text.stdlib_root()
-        general_src, code_src = stdlib_text.partition(stdlib_text.stdlib_sources(root), code_chars=TRAIN_CHARS + VAL_CHARS + 50_000)
+        sources = stdlib_text.stdlib_sources(root)
+        general_src, code_src = stdlib_text.partition(sources, code_chars=TRAIN_CHARS + VAL_CHARS + 50_000)
         bar.update()
         splits: dict[Domain, Split] = {}
         for domain, make in (

@@ -112,7 +112,8 @@ def _management_report(firm: Firm, date: dt.date, rng: random.Random) -> str:
         f"Revenue {'rose' if growth >= 0 else 'fell'} {abs(growth):.1%} year on year to {firm.currency} "
         f"{rev_now / 1000:,.1f} million, {'driven by' if growth >= 0 else 'despite'} {rng.choice(_DRIVERS)}.",
         f"Gross margin {direction} by {abs(margin - prior_margin) * 100:.1f} percentage points, reflecting "
-        f"{rng.choice(_MARGIN_UP if margin >= prior_margin else _MARGIN_DOWN)}. Operating expenses moved with {rng.choice(_OPEX_REASONS)}.",
+        f"{rng.choice(_MARGIN_UP if margin >= prior_margin else _MARGIN_DOWN)}. "
+        f"Operating expenses moved with {rng.choice(_OPEX_REASONS)}.",
         f"Working capital: receivables {dso} days sales outstanding, inventory {dio} days. Net debt closed the "
         f"quarter at {firm.currency} {net_debt / 1000:,.1f} million, {net_debt / (ebitda * 4):.1f}x annualised EBITDA.",
         f"Outlook: the board {rng.choice(('maintains', 'raises', 'narrows', 'lowers'))} full-year revenue guidance of "
