@@ -28,6 +28,7 @@ from organfed.shared.protocol import ENVELOPE, HELLO, INSTRUCTIONS, METRICS, ORG
 from organfed.shared.sealing import open_envelope, seal_organ
 
 HELLO_TIMEOUT = 120.0
+"""Longest wait for nodes to say which site they are (a node that died can take a minute to be noticed)."""
 
 
 class RoundFailed(OrganfedError):
@@ -64,9 +65,10 @@ def _exchange(grid: Grid, messages: list[Message], timeout: float) -> dict[int, 
 def greet(grid: Grid, co: Coordinator, nodes: Iterable[int], round_number: int) -> tuple[list[Site], dict[str, str]]:
     """Ask each node which site key it holds; keep the ones enrolled in the trust directory."""
     nodes = list(nodes)
-    messages = [Message(RecordDict(), dst_node_id=n, message_type=HELLO, ttl=HELLO_TIMEOUT, group_id=f"hello-{round_number}") for n in nodes]
+    timeout = min(HELLO_TIMEOUT, co.config.round_timeout)
+    messages = [Message(RecordDict(), dst_node_id=n, message_type=HELLO, ttl=timeout, group_id=f"hello-{round_number}") for n in nodes]
     sites, failures = [], {}
-    replies = _exchange(grid, messages, HELLO_TIMEOUT)
+    replies = _exchange(grid, messages, timeout)
     for node in nodes:
         reply = replies.get(node)
         if reply is None:

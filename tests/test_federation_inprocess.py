@@ -221,9 +221,23 @@ def north(report: dict) -> float:
     return report["evaluation"]["north"]["federated"]
 
 
+@pytest.fixture(scope="module")
+def clean_runs(attacked, tmp_path_factory):
+    """Reports of clean runs (the three honest sites), by method and overrides, computed once each."""
+    cache: dict[tuple, dict] = {}
+
+    def get(method: str, **overrides) -> dict:
+        key = (method, tuple(sorted(overrides.items())))
+        if key not in cache:
+            cache[key] = attack_run(attacked, tmp_path_factory.mktemp("clean"), SITES, method, **overrides)
+        return cache[key]
+
+    return get
+
+
 @pytest.mark.slow
-def test_tampered_scaled_nan_and_foreign_organs_are_refused(attacked, tmp_path):
-    clean = attack_run(attacked, tmp_path / "clean", SITES, "fedavg")
+def test_tampered_scaled_nan_and_foreign_organs_are_refused(attacked, clean_runs, tmp_path):
+    clean = clean_runs("fedavg")
     report = attack_run(attacked, tmp_path / "attacked", (*SITES, "tamper", "scale", "nan", "other-base"), "fedavg")
     refused = report["history"][0]["failures"]
     assert set(refused) == {"tamper", "scale", "nan", "other-base"}
@@ -241,16 +255,43 @@ def test_tampered_scaled_nan_and_foreign_organs_are_refused(attacked, tmp_path):
     ("trimmed-mean", "flip", {"trim-fraction": 0.25}),
     ("clipped-mean", "scale", {"max-norm-ratio": 0.0}),
 ])
-def test_robust_methods_neutralise_an_accepted_bad_organ(attacked, tmp_path, method, poison, overrides):
-    clean = attack_run(attacked, tmp_path / "clean", SITES, method, **overrides)
+def test_robust_methods_neutralise_an_accepted_bad_organ(attacked, clean_runs, tmp_path, method, poison, overrides):
+    clean = clean_runs(method, **overrides)
     report = attack_run(attacked, tmp_path / "attacked", (*SITES, poison), method, **overrides)
     assert poison in report["history"][0]["accepted"]
     assert north(report) <= north(clean) * 1.05
 
 
 @pytest.mark.slow
-def test_plain_fedavg_is_hurt_by_the_same_attack(attacked, tmp_path):
+def test_plain_fedavg_is_hurt_by_the_same_attack(attacked, clean_runs, tmp_path):
     """The contrast that gives the robust-method test its teeth."""
-    clean = attack_run(attacked, tmp_path / "clean", SITES, "fedavg")
+    clean = clean_runs("fedavg")
     report = attack_run(attacked, tmp_path / "attacked", (*SITES, "flip"), "fedavg")
     assert north(report) > north(clean) * 1.05
+
+
+def failing_in_round(round_number: int) -> Handler:
+    """A ClientApp that crashes while training in ``round_number`` (like a site that dies mid-round)."""
+    def handler(msg: Message, context: Context) -> Message:
+        if msg.metadata.message_type == "train" and msg.content["instructions"]["round"] == round_number:
+            raise RuntimeError("site crashed")
+        return client_app(msg, context)
+
+    return handler
+
+
+def test_a_failed_round_keeps_its_accepted_organs_and_resumes(federation, tmp_path):
+    config = run_config(federation, tmp_path, **{"min-sites": 3})
+    first = make_grid(federation, {"east": failing_in_round(2)})
+    with pytest.raises(Exception, match="round 2: 2 organ\\(s\\) accepted, 3 required"):
+        run_server(first, config)
+    store = OrganStore(tmp_path / "store")
+    kept = {a.site: a.digest for a in store.accepted("test-run", 2)}
+    assert len(kept) == 2 and store.state("test-run").completed_rounds == 1
+    second = make_grid(federation)
+    run_server(second, config)
+    trained = [node for node, kind in second.log if kind == "train"]
+    assert len(trained) == 1, "only the site that had not delivered round 2 trains again"
+    final = store.state("test-run")
+    assert final.completed_rounds == 2
+    assert set(kept.values()) <= set(final.history[1]["accepted"].values())

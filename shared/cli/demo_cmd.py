@@ -1,39 +1,61 @@
-"""``organfed demo``: the main job on embedded defaults."""
+"""``organfed demo``: the federated demo on embedded defaults (see :mod:`organfed.server.demo`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import os
+import time
 from pathlib import Path
-
-from organfed.shared.data import load_token_ids, load_tokenizer
-from organfed.shared.evaluate import perplexity
-from organfed.shared.model_dir import load_model
-from organfed.shared.organ import extract_organ, load_organ
-from organfed.shared.surgery import Placement, TransplantMode, transplant
-from organfed.shared.tiny import write_tiny_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="run the end-to-end demo on embedded defaults")
-    p.add_argument("--workdir", type=Path, help="where to write the run (default: a temporary directory)")
-    p.set_defaults(run=run_demo)
+    p = subparsers.add_parser(
+        "demo", help="run the whole federation on this machine: SuperLink, 3 SuperNodes, TLS, authentication, report",
+        description="Three demo sites (hospital, software house, bank) train organs of the shipped demo base on their "
+                    "own domain text; a real SuperLink and SuperNodes run over loopback with TLS and SuperNode "
+                    "authentication; the coordinator verifies, aggregates and transplants, and prints the report.",
+    )
+    p.add_argument("--workdir", type=Path, help="where the run goes (default: runs/demo-<time> in the current directory)")
+    p.add_argument("--corpora-dir", type=Path, help="cache of the demo corpora (default: ~/.cache/organfed/demo-corpora)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--method", default="fedavg", choices=["fedavg", "median", "trimmed-mean", "clipped-mean", "select-best", "per-site"])
+    p.add_argument("--mode", default="in-situ", choices=["in-situ", "wrapper"], help="how sites train the organ (default: in-situ)")
+    p.add_argument("--steps", type=int, default=30, help="training steps per site and round (default: 30)")
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="give up on the run after this many seconds")
+    p.set_defaults(run=run)
+
+    p = subparsers.add_parser("demo-data", help="build (or find) the demo corpora and print where they and the demo base are")
+    p.add_argument("--out", type=Path, help="corpora directory (default: ~/.cache/organfed/demo-corpora)")
+    p.set_defaults(run=run_demo_data)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="organfed-demo-"))
-    work.mkdir(parents=True, exist_ok=True)
-    text = Path(__file__).resolve().parents[1]
-    print(f"[1/4] tiny GPT-2 base in {work / 'base'}")
-    base = write_tiny_model("gpt2", work / "base", num_layers=6)
-    print("[2/4] extract layers 2:5 as an organ")
-    extract_organ(base, work / "organ.safetensors")
-    organ = load_organ(work / "organ.safetensors")
-    print("[3/4] insert the organ after layer 2 (6 -> 9 layers)")
-    transplant(base, [Placement(organ, 2)], TransplantMode.INSERT, work / "recipient", overwrite=True)
-    print("[4/4] perplexity on organfed's own source text")
-    ids = load_token_ids(load_tokenizer(base), [text], max_tokens=20_000)
-    report = {name: perplexity(load_model(work / name), ids, block_size=128).to_dict() for name in ("base", "recipient")}
-    print(json.dumps(report, indent=2))
+def default_corpora_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "organfed" / "demo-corpora"
+
+
+def run_demo_data(args: argparse.Namespace) -> int:
+    from organfed.shared.demo.base_model import demo_base_dir
+    from organfed.shared.demo.corpora import build_demo_corpora
+
+    corpora = build_demo_corpora(args.out or default_corpora_dir())
+    files = {f.domain.value: {"train": str(f.train.text), "val": str(f.val.text)} for f in corpora.domains}
+    print(json.dumps({"base": str(demo_base_dir()), "corpora": files}, indent=2))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from organfed.client.config import TrainMode
+    from organfed.server.aggregate import Method
+    from organfed.server.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        workdir=args.workdir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"),
+        corpora_dir=args.corpora_dir or default_corpora_dir(),
+        rounds=args.rounds, method=Method(args.method), mode=TrainMode(args.mode), steps=args.steps,
+        learning_rate=args.learning_rate, device=args.device, timeout=args.timeout,
+    )
+    run_demo(config)
     return 0

@@ -20,6 +20,11 @@ COMMAND_MODULES = (
     "organfed.shared.cli.model_cmds",
     "organfed.shared.cli.demo_cmd",
     "organfed.shared.cli.bench_cmd",
+    "organfed.shared.cli.train_cmds",
+    "organfed.shared.cli.keys_cmds",
+    "organfed.shared.cli.seal_cmds",
+    "organfed.shared.cli.audit_cmds",
+    "organfed.shared.cli.federation_cmds",
 )
 
 

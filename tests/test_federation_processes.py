@@ -1,0 +1,126 @@
+"""The real thing: a SuperLink and SuperNodes as local processes over loopback, with TLS and authentication.
+
+Slow (each federation starts real processes that import torch), so marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from organfed.client.node import NodeConfig
+from organfed.server.enrolment import make_federation_keys
+from organfed.server.federation import LocalFederation
+from organfed.server.flower_app import write_flower_app
+from organfed.server.store import OrganStore
+from organfed.shared.audit_log import verify_log
+from organfed.shared.model_dir import load_model
+from organfed.shared.tiny import write_tiny_model
+
+pytestmark = pytest.mark.slow
+SITES = ("north", "south", "east")
+
+
+def site_text(site: str, seed: int) -> str:
+    gen = torch.Generator().manual_seed(seed)
+    words = [f"{site}{i}" for i in range(40)]
+    return "\n".join(" ".join(words[int(j)] for j in torch.randint(0, 40, (12,), generator=gen)) for _ in range(300))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("procs")
+    base = write_tiny_model("gpt2", root / "base", seed=3)
+    keys = make_federation_keys(root / "keys", SITES)
+    data = {}
+    for i, site in enumerate(SITES):
+        data[site] = root / "data" / f"{site}.txt"
+        data[site].parent.mkdir(parents=True, exist_ok=True)
+        data[site].write_text(site_text(site, i))
+    (root / "val.txt").write_text(site_text("north", 99))
+    return {"root": root, "base": base, "keys": keys, "data": data, "app": write_flower_app(root / "app")}
+
+
+def run_config(setup, work: Path, **overrides) -> dict:
+    return {
+        "run-id": "proc-run", "work-dir": str(work), "base-model": str(setup["base"]),
+        "key-dir": str(setup["keys"].coordinator.key_dir), "trust-dir": str(setup["keys"].coordinator.trust_dir),
+        "num-rounds": 2, "min-sites": 3, "wait-for-sites": 3, "device": "cpu", "train-steps": 3,
+        "train-batch-size": 2, "train-block-size": 32, "train-learning-rate": 0.01, "train-val-fraction": 0.2,
+        "eval-data": f"north={setup['root'] / 'val.txt'}", "eval-max-tokens": 2000, "round-timeout": 240.0, **overrides,
+    }
+
+
+def start_sites(fed: LocalFederation, setup, work: Path) -> None:
+    for site in SITES:
+        node = NodeConfig(site, setup["base"], (setup["data"][site],), setup["keys"].sites[site].key_dir,
+                          setup["keys"].sites[site].trust_dir, work / "sites" / site, "cpu")
+        fed.start_supernode(site, node.to_node_config(), fed.make_node_key(site), threads=1)
+    fed.wait_online(list(SITES))
+
+
+def events(work: Path) -> list[dict]:
+    path = work / "runs" / "proc-run" / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_two_rounds_three_sites_with_tls_and_authentication(setup, tmp_path):
+    work = tmp_path / "coordinator"
+    with LocalFederation(tmp_path / "fed") as fed:
+        fed.start_superlink()
+        intruder = fed.start_supernode("intruder", "site-name='x'", fed.make_node_key("intruder", register=False), max_retries=1)
+        assert intruder.wait(timeout=120) != 0
+        assert "Failed to activate SuperNode" in fed.supervisor.log_path("intruder").read_text()
+        start_sites(fed, setup, tmp_path)
+        status = fed.wait(fed.submit(setup["app"], run_config(setup, work)), timeout=900)
+        assert status.ok, status.details
+    assert fed.close() == []  # nothing left running
+    report = json.loads((work / "runs" / "proc-run" / "report.json").read_text())
+    assert [len(r["accepted"]) for r in report["history"]] == [3, 3]
+    assert verify_log(work / "audit.log").lines == 6
+    load_model(work / "runs" / "proc-run" / "recipient")
+
+
+def test_a_site_killed_mid_round_leaves_the_others_to_finish(setup, tmp_path):
+    work = tmp_path / "coordinator"
+    config = run_config(setup, work, **{"num-rounds": 1, "min-sites": 2, "round-timeout": 45.0})
+    with LocalFederation(tmp_path / "fed") as fed:
+        fed.start_superlink()
+        start_sites(fed, setup, tmp_path)
+        run_id = fed.submit(setup["app"], config)
+        deadline = time.monotonic() + 300
+        while not any(e["event"] == "round-start" for e in events(work)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        fed.supervisor.kill("east")
+        status = fed.wait(run_id, timeout=900)
+        assert status.ok, status.details
+    report = json.loads((work / "runs" / "proc-run" / "report.json").read_text())
+    assert sorted(report["history"][0]["accepted"]) == ["north", "south"]
+    assert "east" in report["history"][0]["failures"]
+
+
+def test_a_killed_coordinator_resumes_without_redoing_a_round(setup, tmp_path):
+    work = tmp_path / "coordinator"
+    with LocalFederation(tmp_path / "fed1") as fed:
+        fed.start_superlink()
+        start_sites(fed, setup, tmp_path)
+        fed.submit(setup["app"], run_config(setup, work))
+        deadline = time.monotonic() + 600
+        while not any(e["event"] == "round-done" for e in events(work)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        fed.supervisor.kill("superlink")  # the coordinator dies with its SuperLink, mid-run
+    first = OrganStore(work / "store").state("proc-run")
+    assert first.completed_rounds == 1
+    with LocalFederation(tmp_path / "fed2") as fed:
+        fed.start_superlink()
+        start_sites(fed, setup, tmp_path)
+        status = fed.wait(fed.submit(setup["app"], run_config(setup, work)), timeout=900)
+        assert status.ok, status.details
+    final = OrganStore(work / "store").state("proc-run")
+    assert final.completed_rounds == 2 and final.history[0] == first.history[0]
+    assert any(e["event"] == "resume" and e["completed_rounds"] == 1 for e in events(work))
+    assert sum(1 for e in events(work) if e["event"] == "round-start" and e["round"] == 1) == 1
