@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[dev]" --config-settings editable_mode=strict
+	$(BIN)/pip install -q -e ".[dev,simulation]" --config-settings editable_mode=strict
 	touch $@
 
 # Strict editable installs link each module at install time: relink when a source file changes.

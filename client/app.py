@@ -13,9 +13,9 @@ app = ClientApp()
 
 @app.query("hello")
 def on_hello(msg: Message, context: Context) -> Message:
-    return Message(hello(NodeConfig.from_node_config(dict(context.node_config))), reply_to=msg)
+    return Message(hello(NodeConfig.for_node(dict(context.node_config), dict(context.run_config))), reply_to=msg)
 
 
 @app.train()
 def on_train(msg: Message, context: Context) -> Message:
-    return Message(train_round(msg.content, NodeConfig.from_node_config(dict(context.node_config))), reply_to=msg)
+    return Message(train_round(msg.content, NodeConfig.for_node(dict(context.node_config), dict(context.run_config))), reply_to=msg)

@@ -4,10 +4,16 @@ Keys (TOML scalars): ``site-name``, ``model-dir``, ``data`` (paths separated by
 commas), ``key-dir``, ``trust-dir`` (must hold the coordinator's identity),
 ``state-dir`` (replay cache, token cache, scratch), and optionally ``device``
 and ``passphrase-file``.
+
+Under Flower's simulation engine a virtual node's ``node_config`` holds only
+``partition-id``; its configuration is then read from the directory that the
+run config's ``simulation-sites`` names (written by
+:func:`organfed.server.simulation.prepare_sites`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +57,23 @@ class NodeConfig:
             passphrase_file=Path(node_config["passphrase-file"]) if node_config.get("passphrase-file") else None,
         )
 
-    def to_node_config(self) -> str:
-        """The ``--node-config`` string for ``flower-supernode`` (TOML literal strings)."""
+    @classmethod
+    def for_node(cls, node_config: dict[str, Any], run_config: dict[str, Any]) -> NodeConfig:
+        """The configuration of this node: its own ``node_config``, or a simulated site's file."""
+        if "partition-id" not in node_config:
+            return cls.from_node_config(node_config)
+        sites = run_config.get("simulation-sites")
+        if not sites:
+            raise ConfigError("a simulated node needs the run config's simulation-sites directory (organfed simulate writes it)")
+        path = Path(str(sites)) / f"{int(node_config['partition-id'])}.json"
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read simulated site configuration {path}: {exc}") from None
+        return cls.from_node_config(values)
+
+    def to_dict(self) -> dict[str, str]:
+        """The ``node_config`` mapping that parses back to this configuration."""
         values = {
             "site-name": self.site_name, "model-dir": str(self.model_dir), "data": ",".join(map(str, self.data)),
             "key-dir": str(self.key_dir), "trust-dir": str(self.trust_dir), "state-dir": str(self.state_dir),
@@ -60,6 +81,11 @@ class NodeConfig:
         }
         if self.passphrase_file:
             values["passphrase-file"] = str(self.passphrase_file)
+        return values
+
+    def to_node_config(self) -> str:
+        """The ``--node-config`` string for ``flower-supernode`` (TOML literal strings)."""
+        values = self.to_dict()
         for key, value in values.items():
             if "'" in value or " " in value:
                 raise ConfigError(f"node-config {key} {value!r} may not contain quotes or spaces")

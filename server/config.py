@@ -55,6 +55,7 @@ class ServerConfig:
     per_site_positions: str = ""
     device: str = "auto"
     passphrase_file: str = ""
+    simulation_sites: str = ""
     train: TrainConfig = TrainConfig()
 
     def __post_init__(self) -> None:

@@ -25,11 +25,11 @@ from tqdm import tqdm
 from organfed.client.config import TrainMode
 from organfed.client.node import NodeConfig
 from organfed.server.aggregate import Method
-from organfed.server.enrolment import make_federation_keys
+from organfed.server.enrolment import FederationKeys, make_federation_keys
 from organfed.server.federation import FederationError, LocalFederation
 from organfed.server.flower_app import write_flower_app
 from organfed.shared.demo.base_model import demo_base_dir
-from organfed.shared.demo.corpora import Domain, build_demo_corpora
+from organfed.shared.demo.corpora import SITE_DOMAINS, DemoCorpora, Domain, build_demo_corpora
 
 SITES = {"hospital": Domain.CLINICAL, "software-house": Domain.CODE, "bank": Domain.FINANCE}
 
@@ -42,8 +42,6 @@ class DemoConfig:
     method: Method = Method.FEDAVG
     mode: TrainMode = TrainMode.IN_SITU
     steps: int = 30
-    batch_size: int = 8
-    block_size: int = 128
     learning_rate: float = 1e-3
     min_sites: int = 3
     timeout: float = 1800.0
@@ -86,18 +84,28 @@ class EventFollower:
         self.bar.close()
 
 
-def run_config(config: DemoConfig, keys, corpora) -> dict[str, object]:
-    evals = {domain.value: corpora[domain].val.text for domain in (Domain.GENERAL, *SITES.values())}
+def demo_run_config(work: Path, keys: FederationKeys, corpora: DemoCorpora, *, rounds: int, method: Method, mode: TrainMode,
+                    steps: int, learning_rate: float, device: str, min_sites: int, wait_for: int) -> dict[str, object]:
+    """The run config of a demo run: the shipped base, every demo domain for evaluation."""
+    evals = {domain.value: corpora[domain].val.text for domain in (Domain.GENERAL, *SITE_DOMAINS)}
     return {
-        "run-id": "demo", "work-dir": str(config.workdir / "coordinator"), "base-model": str(demo_base_dir()),
+        "run-id": "demo", "work-dir": str(work / "coordinator"), "base-model": str(demo_base_dir()),
         "key-dir": str(keys.coordinator.key_dir), "trust-dir": str(keys.coordinator.trust_dir),
-        "num-rounds": config.rounds, "method": config.method.value, "mode": config.mode.value,
-        "min-sites": config.min_sites, "wait-for-sites": len(SITES), "device": config.device,
-        "val-data": ",".join(str(corpora[d].val.text) for d in SITES.values()),
+        "num-rounds": rounds, "method": method.value, "mode": mode.value,
+        "min-sites": min_sites, "wait-for-sites": wait_for, "device": device,
+        "val-data": ",".join(str(corpora[d].val.text) for d in SITE_DOMAINS),
         "eval-data": ",".join(f"{name}={path}" for name, path in evals.items()),
-        "train-steps": config.steps, "train-batch-size": config.batch_size, "train-block-size": config.block_size,
-        "train-learning-rate": config.learning_rate,
+        "train-steps": steps, "train-learning-rate": learning_rate,
     }
+
+
+def show_report(work: Path) -> Path:
+    """Print the demo run's report and where its files are; return the report's path."""
+    report = work / "coordinator" / "runs" / "demo" / "report.md"
+    print()
+    print(report.read_text())
+    print(f"report: {report}\nplots:  {report.parent / 'perplexity_by_domain.png'}, {report.parent / 'perplexity_by_round.png'}")
+    return report
 
 
 @contextlib.contextmanager
@@ -141,7 +149,10 @@ def _run_demo(config: DemoConfig) -> Path:
             fed.start_supernode(site, node.to_node_config(), fed.make_node_key(site), threads=threads)
         fed.wait_online(list(SITES))
         print(f"[5/5] federated run: {config.rounds} rounds, {config.method.value}, {config.mode.value} training, {config.steps} steps per round")
-        run_id = fed.submit(app_dir, run_config(config, keys, corpora))
+        run_config = demo_run_config(work, keys, corpora, rounds=config.rounds, method=config.method, mode=config.mode,
+                                     steps=config.steps, learning_rate=config.learning_rate, device=config.device,
+                                     min_sites=config.min_sites, wait_for=len(SITES))
+        run_id = fed.submit(app_dir, run_config)
         follower = EventFollower(work / "coordinator" / "runs" / "demo" / "events.jsonl", total=config.rounds * len(SITES))
         try:
             status = fed.wait(run_id, config.timeout, on_poll=follower.poll)
@@ -150,9 +161,6 @@ def _run_demo(config: DemoConfig) -> Path:
         if not status.ok:
             (work / "run.log").write_text(fed.run_log(run_id))
             raise FederationError(f"the federated run ended {status.status}: {status.details} (log: {work / 'run.log'})")
-    report = work / "coordinator" / "runs" / "demo" / "report.md"
-    print()
-    print(report.read_text())
-    print(f"report: {report}\nplots:  {report.parent / 'perplexity_by_domain.png'}, {report.parent / 'perplexity_by_round.png'}")
+    report = show_report(work)
     print(f"done in {time.monotonic() - started:.0f} s; every process started by the demo has been stopped")
     return report

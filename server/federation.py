@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from organfed.server.processes import Supervisor
-from organfed.shared.crypto import write_node_auth_key, write_tls_files
+from organfed.shared.crypto import TlsFiles, write_node_auth_key, write_tls_files
 from organfed.shared.errors import OrganfedError
 
 CONNECTION = "organfed-local"
@@ -78,7 +78,7 @@ class LocalFederation:
     def __init__(self, work: Path, *, env: dict[str, str] | None = None) -> None:
         self.work = work.resolve()
         self.supervisor = Supervisor(self.work / "logs")
-        self.tls = write_tls_files(self.work / "tls")
+        self.tls: TlsFiles | None = None
         self.port = 0
         self._env = {
             **os.environ, **(env or {}),
@@ -99,30 +99,36 @@ class LocalFederation:
 
     # -- SuperLink ---------------------------------------------------------------------------
 
-    def start_superlink(self, timeout: float = 90.0) -> None:
+    def start_superlink(self, *, simulation: bool = False, timeout: float = 90.0) -> None:
+        """Start the SuperLink: TLS and SuperNode authentication, or (``simulation``) Flower's
+        simulation engine, which runs virtual SuperNodes inside its own process over no network."""
         (self.port,) = free_ports(1)
-        cmd = [
-            str(BIN / "flower-superlink"), "--ssl-ca-certfile", str(self.tls.ca), "--ssl-certfile", str(self.tls.cert),
-            "--ssl-keyfile", str(self.tls.key), "--enable-supernode-auth", "--disable-runtime-dependency-installation",
-            "--host", "127.0.0.1", "--port", str(self.port),
-        ]
-        proc = self.supervisor.start("superlink", cmd, self.env("superlink"))
+        cmd = [str(BIN / "flower-superlink"), "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(self.port)]
+        if simulation:
+            cmd += ["--simulation", "--insecure"]
+            connection = 'insecure = true'
+        else:
+            self.tls = write_tls_files(self.work / "tls")
+            cmd += ["--ssl-ca-certfile", str(self.tls.ca), "--ssl-certfile", str(self.tls.cert), "--ssl-keyfile",
+                    str(self.tls.key), "--enable-supernode-auth"]
+            connection = f'root-certificates = "{self.tls.ca}"'
+        proc = self.supervisor.start("superlink", cmd, self.env("superlink", {"RAY_USAGE_STATS_ENABLED": "0"}))
         self._wait_healthy(proc, timeout)
         cli_home = self.work / "flwr-home" / "cli"
         cli_home.mkdir(parents=True, exist_ok=True)
         (cli_home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "127.0.0.1:{self.port}"\nroot-certificates = "{self.tls.ca}"\n'
+            f'address = "127.0.0.1:{self.port}"\n{connection}\n'
         )
 
     def _wait_healthy(self, proc: subprocess.Popen, timeout: float) -> None:
-        context = ssl.create_default_context(cafile=str(self.tls.ca))
+        scheme, context = ("https", ssl.create_default_context(cafile=str(self.tls.ca))) if self.tls else ("http", None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise FederationError(f"the SuperLink exited with code {proc.returncode}; see {self.supervisor.log_path('superlink')}")
             try:
-                with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/health", context=context, timeout=2) as r:
+                with urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.port}/health", context=context, timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -152,6 +158,8 @@ class LocalFederation:
         return private
 
     def start_supernode(self, name: str, node_config: str, auth_key: Path, *, threads: int | None = None, max_retries: int = 5) -> subprocess.Popen:
+        if self.tls is None:
+            raise FederationError("SuperNodes join a SuperLink started with TLS (not a simulation SuperLink)")
         (port,) = free_ports(1)
         cmd = [
             str(BIN / "flower-supernode"), "--superlink", f"127.0.0.1:{self.port}", "--root-certificates", str(self.tls.ca),
@@ -180,9 +188,12 @@ class LocalFederation:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def submit(self, app_dir: Path, run_config: dict[str, Any]) -> int:
-        data = self.flwr("run", str(app_dir), CONNECTION, "--run-config", toml_values(run_config))
-        return int(data["run-id"])
+    def submit(self, app_dir: Path, run_config: dict[str, Any], *, virtual_nodes: int = 0) -> int:
+        """Start a run; on a simulation SuperLink, with ``virtual_nodes`` virtual SuperNodes."""
+        args = ["run", str(app_dir), CONNECTION, "--run-config", toml_values(run_config)]
+        if virtual_nodes:
+            args += ["--federation-config", f"num-supernodes={virtual_nodes} client-resources-num-cpus=1"]
+        return int(self.flwr(*args)["run-id"])
 
     def status(self, run_id: int) -> RunStatus:
         run = self.flwr("list", CONNECTION, "--run-id", str(run_id))["runs"][0]

@@ -52,7 +52,11 @@ def descendants(pid: int) -> list[int]:
 
 
 class Supervisor:
-    """Processes started in their own sessions, logged to files, and reliably ended by :meth:`close`."""
+    """Processes started in their own sessions, logged to files, and reliably ended by :meth:`close`.
+
+    Use one supervisor per process that launches a federation: on close it also ends any
+    other live descendant of that process (orphans handed to it as subreaper).
+    """
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
@@ -61,9 +65,9 @@ class Supervisor:
         self._pids: set[int] = set()
         self._sessions: set[int] = set()
         try:
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            self._subreaper = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
         except (OSError, AttributeError):
-            pass  # not Linux: orphans go to init, the session sweep still finds them
+            self._subreaper = False  # not Linux: orphans go to init, the session sweep still finds them
 
     def __enter__(self) -> Supervisor:
         return self
@@ -92,6 +96,8 @@ class Supervisor:
         for proc in self.procs.values():
             if proc.poll() is None:
                 self._pids.update(descendants(proc.pid))
+        if self._subreaper:  # orphans of our processes (daemons that double-forked) were handed to us
+            self._pids.update(descendants(os.getpid()))
         own_session = os.getsid(0)
         for pid in list(self._pids):
             fields = _stat(pid)

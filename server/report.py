@@ -120,6 +120,7 @@ def plot_report(report: dict[str, Any], out: Path) -> None:
         for n in names:
             ys = [report["evaluation"][n]["base"]] + [r["domains"][n] for r in report["per_round"]]
             ax.plot(range(len(ys)), ys, marker="o", label=n)
+        ax.set_xticks(range(len(report["per_round"]) + 1))
         ax.set_xlabel("round (0: base)")
         ax.set_ylabel("perplexity")
         ax.set_title("Perplexity after each round")

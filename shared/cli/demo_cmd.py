@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", type=Path, help="where the run goes (default: runs/demo-<time> in the current directory)")
     p.add_argument("--corpora-dir", type=Path, help="cache of the demo corpora (default: ~/.cache/organfed/demo-corpora)")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--method", default="fedavg", choices=["fedavg", "median", "trimmed-mean", "clipped-mean", "select-best", "per-site"])
+    p.add_argument("--method", default="fedavg", choices=[m.value for m in _methods()])
     p.add_argument("--mode", default="in-situ", choices=["in-situ", "wrapper"], help="how sites train the organ (default: in-situ)")
     p.add_argument("--steps", type=int, default=30, help="training steps per site and round (default: 30)")
     p.add_argument("--learning-rate", type=float, default=1e-3)
@@ -27,9 +27,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=1800.0, help="give up on the run after this many seconds")
     p.set_defaults(run=run)
 
+    p = subparsers.add_parser(
+        "simulate", help="many virtual sites on Flower's simulation engine (needs organfed[simulation])",
+        description="Runs the same ServerApp and ClientApp with N virtual sites on Flower's simulation engine (Ray), "
+                    "sharing the demo domains out among them.",
+    )
+    p.add_argument("--sites", type=int, default=6, help="number of virtual sites (default: 6)")
+    p.add_argument("--workdir", type=Path, help="where the run goes (default: runs/simulate-<time>)")
+    p.add_argument("--corpora-dir", type=Path, help="cache of the demo corpora (default: ~/.cache/organfed/demo-corpora)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--method", default="fedavg", choices=[m.value for m in _methods()])
+    p.add_argument("--mode", default="in-situ", choices=["in-situ", "wrapper"])
+    p.add_argument("--steps", type=int, default=10, help="training steps per site and round (default: 10)")
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--timeout", type=float, default=3600.0)
+    p.set_defaults(run=run_simulate)
+
     p = subparsers.add_parser("demo-data", help="build (or find) the demo corpora and print where they and the demo base are")
     p.add_argument("--out", type=Path, help="corpora directory (default: ~/.cache/organfed/demo-corpora)")
     p.set_defaults(run=run_demo_data)
+
+
+def _methods():
+    from organfed.server.aggregate import Method
+
+    return list(Method)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from organfed.client.config import TrainMode
+    from organfed.server.aggregate import Method
+    from organfed.server.simulation import SimulationConfig, run_simulation
+
+    run_simulation(SimulationConfig(
+        workdir=args.workdir or Path("runs") / time.strftime("simulate-%Y%m%d-%H%M%S"),
+        corpora_dir=args.corpora_dir or default_corpora_dir(), num_sites=args.sites, rounds=args.rounds,
+        method=Method(args.method), mode=TrainMode(args.mode), steps=args.steps, learning_rate=args.learning_rate,
+        timeout=args.timeout,
+    ))
+    return 0
 
 
 def default_corpora_dir() -> Path:
