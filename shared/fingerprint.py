@@ -19,12 +19,17 @@ FINGERPRINT_VERSION = 1
 
 
 def fingerprint_model_dir(path: Path | str) -> str:
-    """``sha256:<hex>`` fingerprint of a model directory (cached per file sizes and times)."""
+    """``sha256:<hex>`` fingerprint of a model directory (cached per file identity, size and times)."""
     from organfed.shared.model_dir import shard_paths
 
     path = Path(path).resolve()
-    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in [path / "config.json", *shard_paths(path)])
-    return _fingerprint(path, stamp)
+    return _fingerprint(path, tuple(_stamp(p) for p in [path / "config.json", *shard_paths(path)]))
+
+
+def _stamp(path: Path) -> tuple:
+    """What changes when a file is replaced or rewritten: inode, size, modification and change times."""
+    st = path.stat()
+    return path.name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 @functools.lru_cache(maxsize=32)

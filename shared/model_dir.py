@@ -8,6 +8,7 @@ single weight. :func:`load_model` loads the whole model when that is needed.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from organfed.shared.safetensors_io import SafetensorsHeader, TensorEntry, read_
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
+_LAYER_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,12 @@ class ModelDir:
         raise ModelDirError(f"{self.path}: no tensor {key!r}")
 
     def layer_of(self, key: str) -> tuple[int, str] | None:
-        """``(layer index, key suffix)`` for a per-layer key, else ``None``."""
-        head = self.layer_prefix + "."
-        if not key.startswith(head):
-            return None
-        index, _, suffix = key[len(head):].partition(".")
-        return int(index), suffix
+        """``(layer index, key suffix)`` for a per-layer key, else ``None``.
+
+        A key under the layer list that is not ``<prefix>.<index>.<name>`` raises :class:`ModelDirError`
+        (:func:`open_model_dir` checks every key, so a checked directory never does).
+        """
+        return _layer_of(self.path, self.layer_prefix, key)
 
     def layer_entries(self, index: int) -> dict[str, tuple[SafetensorsHeader, TensorEntry]]:
         """The parameters of layer ``index`` keyed by suffix (legacy buffers left out)."""
@@ -64,6 +66,16 @@ class ModelDir:
         if not found:
             raise ModelDirError(f"{self.path}: layer {index} has no tensors")
         return found
+
+
+def _layer_of(path: Path, prefix: str, key: str) -> tuple[int, str] | None:
+    head = prefix + "."
+    if not key.startswith(head):
+        return None
+    index, _, suffix = key[len(head):].partition(".")
+    if not _LAYER_INDEX.fullmatch(index) or not suffix:
+        raise ModelDirError(f"{path}: tensor {key!r} lies under {prefix} but is not named {prefix}.<index>.<name>")
+    return int(index), suffix
 
 
 def read_config_dict(path: Path) -> dict[str, Any]:
@@ -84,9 +96,14 @@ def shard_paths(path: Path) -> list[Path]:
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelDirError(f"{index} is malformed: {exc}") from exc
-        names = sorted(set(weight_map.values()))
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ModelDirError(f"{index} is malformed: weight_map must be a non-empty object")
+        names = sorted({n for n in weight_map.values() if isinstance(n, str)})
+        bad = [n for n in weight_map.values() if not _plain_file_name(n)]
+        if bad:
+            raise ModelDirError(f"{index} lists shard {bad[0]!r}: shards must be plain file names in the directory")
         missing = [n for n in names if not (path / n).is_file()]
         if missing:
             raise ModelDirError(f"{path}: shard(s) listed in {INDEX_NAME} are missing: {', '.join(missing)}")
@@ -100,6 +117,11 @@ def shard_paths(path: Path) -> list[Path]:
             "machine that trusts it: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out)"
         )
     raise ModelDirError(f"{path} has no {SINGLE_NAME} or {INDEX_NAME}")
+
+
+def _plain_file_name(name: object) -> bool:
+    """A file name with no directory part: no '/', no '\\', not '.' or '..', no NUL."""
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
 
 
 def open_model_dir(path: Path | str) -> ModelDir:
@@ -116,6 +138,12 @@ def open_model_dir(path: Path | str) -> ModelDir:
     except OrganFormatError as exc:
         raise ModelDirError(str(exc)) from exc
     keys = [k for s in shards for k in s.entries]
+    seen: dict[str, Path] = {}
+    for shard in shards:
+        for key in shard.entries:
+            if key in seen:
+                raise ModelDirError(f"{path}: tensor {key!r} is in both {seen[key].name} and {shard.path.name}")
+            seen[key] = shard.path
     if any(k.endswith(("_blocks", "_scales")) for k in keys):
         raise ModelDirError(
             f"{path} stores quantized (MXFP4) expert weights; dequantize it first: load it with "
@@ -124,6 +152,8 @@ def open_model_dir(path: Path | str) -> ModelDir:
     prefix = next((p for p in adapter.layer_prefixes if any(k.startswith(p + ".") for k in keys)), None)
     if prefix is None:
         raise ModelDirError(f"{path}: no layer weights under {' or '.join(adapter.layer_prefixes)}")
+    for key in keys:
+        _layer_of(path, prefix, key)
     return ModelDir(path, config, config_dict, adapter, shards, prefix)
 
 

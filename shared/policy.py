@@ -1,7 +1,8 @@
 """What a coordinator accepts: an :class:`OrganPolicy`, and a streaming organ check that applies it.
 
 :func:`check_organ_file` runs the checks of :func:`organfed.shared.organ.load_organ`
-(header, manifest, tensor names, shapes, dtypes, count, digest, finiteness) but
+(header, manifest, then the same :func:`~organfed.shared.organ.check_entries` for
+layer indices, tensor names, shapes, dtype and count; digest, finiteness) but
 reads the tensors a chunk at a time instead of loading them, so that opening a
 multi-GB organ needs memory independent of its size. In the same pass it
 measures the organ's norm: the L2 norm of all its parameters together (float32
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import torch
 
 from organfed.shared.errors import ConfigError, OrganContentError, PolicyError
 from organfed.shared.manifest import Manifest
-from organfed.shared.organ import expected_tensors, read_manifest
+from organfed.shared.organ import architecture_mismatch, check_entries, manifest_of
 from organfed.shared.safetensors_io import DTYPES, hash_entry_header, read_header
 
 CHECK_CHUNK = 1 << 20
@@ -28,15 +30,22 @@ CHECK_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class OrganPolicy:
-    """Expectations for an incoming organ; ``None`` means "any". ``architecture`` entries must match exactly."""
+    """Expectations for an incoming organ; ``None`` means "any".
+
+    ``architecture``, when given, must equal the organ's exactly (the rule of
+    :func:`organfed.shared.surgery.check_compatible`): no key more, none less.
+    """
 
     family: str | None = None
     layers: tuple[int, int] | None = None
     base_fingerprint: str | None = None
-    architecture: dict[str, Any] = field(default_factory=dict)
+    architecture: Mapping[str, Any] | None = None
     dtype: str | None = None
     max_norm: float | None = None
     max_bytes: int | None = None
+    model_type: str | None = None
+    layer_types: tuple[str, ...] | None = None
+    source_num_layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.layers is not None:
@@ -45,18 +54,40 @@ class OrganPolicy:
                 raise ConfigError(f"policy field 'layers' must be a half-open range (start, end), got {self.layers!r}")
         if self.base_fingerprint is not None and not self.base_fingerprint.startswith("sha256:"):
             raise ConfigError(f"policy field 'base_fingerprint' must look like 'sha256:<hex>', got {self.base_fingerprint!r}")
+        if self.architecture is not None:
+            if not isinstance(self.architecture, Mapping):
+                raise ConfigError(f"policy field 'architecture' must be a mapping, got {self.architecture!r}")
+            object.__setattr__(self, "architecture", dict(self.architecture))
         if self.dtype is not None and self.dtype not in DTYPES:
             raise ConfigError(f"policy field 'dtype' must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.max_norm is not None and not (isinstance(self.max_norm, (int, float)) and 0 < self.max_norm < math.inf):
             raise ConfigError(f"policy field 'max_norm' must be a positive finite number, got {self.max_norm!r}")
         if self.max_bytes is not None and not (type(self.max_bytes) is int and self.max_bytes > 0):
             raise ConfigError(f"policy field 'max_bytes' must be a positive integer, got {self.max_bytes!r}")
+        if self.model_type is not None and not (isinstance(self.model_type, str) and self.model_type):
+            raise ConfigError(f"policy field 'model_type' must be a non-empty string, got {self.model_type!r}")
+        if self.layer_types is not None:
+            if not isinstance(self.layer_types, (list, tuple)) or not all(isinstance(t, str) for t in self.layer_types):
+                raise ConfigError(f"policy field 'layer_types' must be a list of strings, got {self.layer_types!r}")
+            object.__setattr__(self, "layer_types", tuple(self.layer_types))
+            if self.layers is not None and len(self.layer_types) != self.layers[1] - self.layers[0]:
+                raise ConfigError(
+                    f"policy field 'layer_types' must give one type per layer of {self.layers}, got {self.layer_types!r}"
+                )
+        if self.source_num_layers is not None and not (
+            type(self.source_num_layers) is int and self.source_num_layers >= (self.layers[1] if self.layers else 1)
+        ):
+            raise ConfigError(
+                f"policy field 'source_num_layers' must be an integer covering the layers, got {self.source_num_layers!r}"
+            )
 
     @classmethod
     def like(cls, manifest: Manifest, *, max_norm: float | None = None, max_bytes: int | None = None) -> OrganPolicy:
         """The policy that accepts organs shaped like ``manifest`` (the spec a coordinator announced)."""
-        return cls(family=manifest.family, layers=manifest.source_layers, base_fingerprint=manifest.base_fingerprint,
-                   architecture=dict(manifest.architecture), dtype=manifest.dtype, max_norm=max_norm, max_bytes=max_bytes)
+        return cls(family=manifest.family, model_type=manifest.model_type, layers=manifest.source_layers,
+                   source_num_layers=manifest.source_num_layers, layer_types=manifest.layer_types,
+                   base_fingerprint=manifest.base_fingerprint, architecture=dict(manifest.architecture),
+                   dtype=manifest.dtype, max_norm=max_norm, max_bytes=max_bytes)
 
     def check_size(self, nbytes: int) -> None:
         if self.max_bytes is not None and nbytes > self.max_bytes:
@@ -64,16 +95,25 @@ class OrganPolicy:
 
     def check_manifest(self, manifest: Manifest) -> None:
         """Raise :class:`PolicyError` naming the first field that differs from the expectation."""
-        wanted = {"family": self.family, "dtype": self.dtype, "base_fingerprint": self.base_fingerprint,
-                  "layers": self.layers}
-        found = {"family": manifest.family, "dtype": manifest.dtype, "base_fingerprint": manifest.base_fingerprint,
-                 "layers": manifest.source_layers}
-        for name, value in wanted.items():
-            if value is not None and found[name] != value:
-                raise PolicyError(f"organ {name} is {found[name]!r}, the policy expects {value!r}")
-        for name, value in self.architecture.items():
-            if manifest.architecture.get(name) != value:
-                raise PolicyError(f"organ architecture {name}={manifest.architecture.get(name)!r}, the policy expects {value!r}")
+        found_types = tuple(manifest.layer_types) if manifest.layer_types is not None else None
+        fields = (
+            ("family", self.family, manifest.family),
+            ("model_type", self.model_type, manifest.model_type),
+            ("dtype", self.dtype, manifest.dtype),
+            ("base_fingerprint", self.base_fingerprint, manifest.base_fingerprint),
+            ("layers", self.layers, manifest.source_layers),
+            ("source_num_layers", self.source_num_layers, manifest.source_num_layers),
+        )
+        for name, wanted, found in fields:
+            if wanted is not None and found != wanted:
+                raise PolicyError(f"organ {name} is {found!r}, the policy expects {wanted!r}")
+        # null layer types are "any" in a policy; a family without them is held to null by check_entries
+        if self.layer_types is not None and found_types != self.layer_types:
+            raise PolicyError(f"organ layer_types is {manifest.layer_types!r}, the policy expects {list(self.layer_types)!r}")
+        if self.architecture is not None:
+            mismatch = architecture_mismatch(manifest.architecture, self.architecture)
+            if mismatch is not None:
+                raise PolicyError(f"organ architecture {mismatch.key} is {mismatch.found}, the policy expects {mismatch.expected}")
 
     def check_norm(self, norm: float) -> None:
         if self.max_norm is not None and not norm <= self.max_norm:
@@ -106,23 +146,11 @@ def check_organ_file(path: Path | str, policy: OrganPolicy | None = None, *, chu
     """
     path = Path(path)
     header = read_header(path)
-    manifest = read_manifest(path)
+    manifest = manifest_of(header)
     if policy is not None:
         policy.check_size(header.file_size)
         policy.check_manifest(manifest)
-    expected = expected_tensors(manifest)
-    found = {name: e.shape for name, e in header.entries.items()}
-    if set(expected) != set(found):
-        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-        raise OrganContentError(f"{path}: missing tensor(s) {missing[:5]}, unexpected tensor(s) {extra[:5]}")
-    for name, shape in expected.items():
-        if found[name] != shape:
-            raise OrganContentError(f"{path}: tensor {name!r} has shape {list(found[name])}, expected {list(shape)}")
-        if header.entries[name].dtype != manifest.dtype or not DTYPES[manifest.dtype].is_floating_point:
-            raise OrganContentError(f"{path}: tensor {name!r} has dtype {header.entries[name].dtype}, manifest says {manifest.dtype}")
-    count = sum(e.numel for e in header.entries.values())
-    if count != manifest.num_parameters:
-        raise OrganContentError(f"{path}: holds {count} parameters, manifest says {manifest.num_parameters}")
+    check_entries(header, manifest)
     hasher, squares, buf = hashlib.sha256(), 0.0, bytearray(chunk)
     dtype = DTYPES[manifest.dtype]
     with open(path, "rb") as fh:

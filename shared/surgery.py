@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from organfed.shared.atomic import fsync_dir, write_json_atomic
-from organfed.shared.errors import ConfigError, IncompatibleOrganError
+from organfed.shared.errors import ConfigError, IncompatibleOrganError, OrganFormatError
 from organfed.shared.fingerprint import fingerprint_model_dir
-from organfed.shared.model_dir import INDEX_NAME, ModelDir, open_model_dir
-from organfed.shared.organ import Organ
+from organfed.shared.model_dir import INDEX_NAME, SINGLE_NAME, ModelDir, open_model_dir
+from organfed.shared.organ import Organ, architecture_mismatch, manifest_adapter
 from organfed.shared.safetensors_io import DTYPE_NAMES, DTYPES, StreamingWriter, TensorSpec, iter_chunks, tensor_bytes
 from organfed.shared.version import __version__
 
@@ -66,16 +66,20 @@ class TransplantPlan:
 
 
 def check_compatible(organ: Organ, recipient: ModelDir, label: str = "organ") -> None:
-    """Raise :class:`IncompatibleOrganError` naming the first architecture number that differs."""
+    """Raise :class:`IncompatibleOrganError` naming the family, model type or first architecture number that differs.
+
+    The architecture must equal the recipient's exactly (the rule an :class:`~organfed.shared.policy.OrganPolicy` applies).
+    """
     m = organ.manifest
     if m.family != recipient.adapter.name:
         raise IncompatibleOrganError(f"{label} is a {m.family} organ; the recipient is {recipient.adapter.name}")
-    ours = recipient.adapter.architecture(recipient.config)
-    for key in sorted(set(ours) | set(m.architecture)):
-        if ours.get(key) != m.architecture.get(key):
-            raise IncompatibleOrganError(
-                f"{label} does not fit: {key} is {m.architecture.get(key)!r} in the organ but {ours.get(key)!r} in the recipient"
-            )
+    if m.model_type != recipient.config.model_type:
+        raise IncompatibleOrganError(f"{label} is a {m.model_type} organ; the recipient is {recipient.config.model_type}")
+    mismatch = architecture_mismatch(m.architecture, recipient.adapter.architecture(recipient.config))
+    if mismatch is not None:
+        raise IncompatibleOrganError(
+            f"{label} does not fit: {mismatch.key} is {mismatch.found} in the organ but {mismatch.expected} in the recipient"
+        )
 
 
 def plan_transplant(recipient_dir: Path | str, placements: Sequence[Placement], mode: TransplantMode) -> TransplantPlan:
@@ -88,16 +92,29 @@ def plan_transplant(recipient_dir: Path | str, placements: Sequence[Placement], 
     warnings: list[str] = []
     base_fp = fingerprint_model_dir(md.path)
     recipient_dtypes = {entry.dtype for _, entry in md.layer_entries(0).values()}
+    recipient_arch = md.adapter.architecture(md.config)
+    index_bound = [key for key in md.adapter.index_dependent_keys if recipient_arch.get(key)]
     spans: list[tuple[int, int, str]] = []
     for p in placements:
         check_compatible(p.organ, md, p.label)
         m = p.organ.manifest
+        try:
+            manifest_adapter(m)  # layer types the family allows (an organ made in memory skipped load_organ)
+        except OrganFormatError as exc:
+            raise OrganFormatError(f"{p.label}: {exc}") from None
         k = m.num_layers
         last = num_layers - k if mode is TransplantMode.REPLACE else num_layers
         if not 0 <= p.position <= last:
             raise ConfigError(f"{p.label}: position {p.position} is outside 0..{last} for {mode.value} of {k} layers into {num_layers}")
-        if m.architecture.get("scale_attn_by_inverse_layer_idx") and p.position != m.source_layers[0]:
-            raise IncompatibleOrganError(f"{p.label}: scale_attn_by_inverse_layer_idx ties layers to their index; it can only go back to {m.source_layers[0]}")
+        if index_bound and mode is TransplantMode.INSERT:
+            raise IncompatibleOrganError(
+                f"{p.label}: {index_bound[0]} ties every layer to its index and insert renumbers the recipient's layers "
+                f"after {p.position}; use replace at the organ's source position {m.source_layers[0]}"
+            )
+        if index_bound and p.position != m.source_layers[0]:
+            raise IncompatibleOrganError(
+                f"{p.label}: {index_bound[0]} ties layers to their index; it can only go back to {m.source_layers[0]}"
+            )
         if m.base_fingerprint != base_fp:
             warnings.append(
                 f"WARNING: {p.label} was trained on base {m.base_fingerprint[:19]}, the recipient is {base_fp[:19]}: "
@@ -152,18 +169,34 @@ def execute_plan(plan: TransplantPlan, out: Path | str, *, overwrite: bool = Fal
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".old-{out.name}.", dir=out.parent))
-            out.rename(trash / out.name)
-            tmp.rename(out)
-            shutil.rmtree(trash)
-        else:
-            tmp.rename(out)
+        fsync_dir(tmp)
+        _rename_into_place(tmp, out)
         fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return TransplantResult(out, len(plan.layers), plan.warnings)
+
+
+def _rename_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and put back if that rename fails."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".old-{out.name}.", dir=out.parent))
+    old = trash / out.name
+    try:
+        out.rename(old)
+    except BaseException:
+        trash.rmdir()
+        raise
+    try:
+        tmp.rename(out)
+    except BaseException:
+        old.rename(out)  # should this fail too, the previous output stays in `trash`, never deleted
+        trash.rmdir()
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_shards(plan: TransplantPlan, tmp: Path) -> tuple[dict[str, str], int]:
@@ -192,6 +225,11 @@ def _write_shards(plan: TransplantPlan, tmp: Path) -> tuple[dict[str, str], int]
             for suffix, tensor in sorted(p.organ.layer_state(src.layer).items()):
                 target = DTYPES[ref_dtypes.get(suffix, p.organ.manifest.dtype)]
                 tensor = tensor.to(target)
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise IncompatibleOrganError(
+                        f"{p.label}: tensor {src.layer}.{suffix} holds NaN or infinite values once converted from "
+                        f"{p.organ.manifest.dtype} to the recipient's {DTYPE_NAMES[target]} (a value outside its range)"
+                    )
                 name = f"{prefix}.{out_index}.{suffix}"
                 plan_items.append((name, TensorSpec(name, DTYPE_NAMES[target], tuple(tensor.shape)), tensor))
         renumber = {src.layer: j for j, src in enumerate(plan.layers) if src.placement is None}
@@ -226,7 +264,7 @@ def _write_side_files(plan: TransplantPlan, tmp: Path, weight_map: dict[str, str
     types = [src.layer_type for src in plan.layers] if md.adapter.layer_types(md.config) is not None else None
     config = md.adapter.config_with_layers(md.config_dict, len(plan.layers), types)
     write_json_atomic(tmp / "config.json", config)
-    if len(md.shards) > 1:
+    if (md.path / INDEX_NAME).is_file() or [s.path.name for s in md.shards] != [SINGLE_NAME]:
         write_json_atomic(tmp / INDEX_NAME, {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
     write_json_atomic(
         tmp / PROVENANCE_NAME,

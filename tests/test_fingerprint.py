@@ -52,3 +52,33 @@ def test_volatile_config_fields_do_not(tiny_models, tmp_path):
 def test_format(tiny_models):
     fp = fingerprint_model_dir(tiny_models["gpt-oss"])
     assert fp.startswith("sha256:") and len(fp) == 7 + 64
+
+
+def test_a_rewrite_keeping_size_and_mtime_is_not_served_from_the_cache(tiny_models, tmp_path):
+    import os
+    import shutil
+    import time
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_models["gpt2"], copy)
+    shard = copy / "model.safetensors"
+    before = fingerprint_model_dir(copy)
+    st = shard.stat()
+    tensors = load_file(str(shard))
+    tensors["transformer.h.3.ln_2.bias"][0] += 1e-3
+    time.sleep(0.05)  # change times are kept at clock-tick granularity
+    # a new file renamed over the shard: new inode and ctime, same name, size and (restored) mtime
+    save_file(tensors, str(copy / "new.safetensors"), metadata={"format": "pt"})
+    os.replace(copy / "new.safetensors", shard)
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (shard.stat().st_size, shard.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    replaced = fingerprint_model_dir(copy)
+    assert replaced != before
+    # an in-place rewrite (same inode) back to the original bytes: only the ctime tells
+    time.sleep(0.05)
+    inode = shard.stat().st_ino
+    with open(shard, "r+b") as fh:
+        fh.write((tiny_models["gpt2"] / "model.safetensors").read_bytes())
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (shard.stat().st_ino, shard.stat().st_size) == (inode, st.st_size)
+    assert fingerprint_model_dir(copy) == before != replaced

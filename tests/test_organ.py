@@ -131,3 +131,26 @@ def test_sharded_recipient_streams_shard_by_shard(tiny_models, tmp_path):
         adapter = open_model_dir(sharded).adapter
         spliced = list(adapter.layers(base)) + list(organ.build_layers(out.config, range(6, 9)))
         assert (out(IDS).logits - adapter.forward(base, IDS, spliced)).abs().max() <= 1e-6
+
+
+def test_single_shard_recipient_with_an_index_keeps_its_index(tiny_models, tmp_path):
+    import shutil
+
+    from safetensors import safe_open
+
+    single = tmp_path / "single"
+    shutil.copytree(tiny_models["llama"], single)
+    shard = "model-00001-of-00001.safetensors"
+    (single / "model.safetensors").rename(single / shard)
+    with safe_open(str(single / shard), "pt") as fh:
+        weight_map = {k: shard for k in fh.keys()}
+    (single / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    extract_organ(single, tmp_path / "o.safetensors", LayerRange(2, 5))
+    organ = load_organ(tmp_path / "o.safetensors")
+    transplant(single, [Placement(organ, 1)], TransplantMode.INSERT, tmp_path / "out")
+    transplant(tiny_models["llama"], [Placement(organ, 1)], TransplantMode.INSERT, tmp_path / "reference")
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == {shard} and not (tmp_path / "out" / "model.safetensors").exists()
+    with torch.no_grad():
+        got, want = load_model(tmp_path / "out")(IDS).logits, load_model(tmp_path / "reference")(IDS).logits
+    assert torch.equal(got, want)

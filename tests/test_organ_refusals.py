@@ -211,3 +211,182 @@ def test_manifest_round_trip_is_exact(good):
 
     assert Manifest.from_json(good.manifest.to_json()) == good.manifest
     assert dataclasses.replace(good.manifest, training={"mode": "wrapper"}).to_json() != good.manifest.to_json()
+
+
+# --- Manifests that lie about the family, architecture, layer types or layer count -----------------------------
+
+@pytest.fixture(scope="module")
+def oss(tiny_models, tmp_path_factory):
+    path = tmp_path_factory.mktemp("oss-organ") / "organ.safetensors"
+    extract_organ(tiny_models["gpt-oss"], path, LayerRange(2, 4))
+    return load_organ(path)
+
+
+def refused_by_both(path, error=OrganFormatError, match=None):
+    """load_organ and the streaming check_organ_file give the same verdict (one shared entry check)."""
+    from organfed.shared.policy import check_organ_file
+
+    for check in (load_organ, check_organ_file):
+        with pytest.raises(error, match=match):
+            check(path)
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"model_type": "llama"}, "not a gpt2 model type"),
+        ({"family": "llama", "model_type": "llama"}, "unknown key"),
+        ({"family": "nope"}, "unknown family"),
+        ({"architecture_extra": {"rope_scaling": "x"}}, "unknown key.*rope_scaling"),
+        ({"architecture_set": {"n_embd": "a"}}, "not a valid gpt2 config"),
+        ({"architecture_set": {"n_head": 0}}, "does not build gpt2 layers"),
+        ({"architecture_set": {"activation_function": "nope"}}, "does not build gpt2 layers"),
+        ({"layer_types": ["full_attention"] * 3}, "must be null"),
+    ],
+)
+def test_lying_manifest_is_a_format_error(good, tmp_path, change, match):
+    data = json.loads(good.manifest.to_json())
+    data["architecture"] |= change.pop("architecture_extra", {}) | change.pop("architecture_set", {})
+    path = write_raw(tmp_path / "o.safetensors", good.tensors, json.dumps(data | change))
+    refused_by_both(path, OrganFormatError, match)
+
+
+@pytest.mark.parametrize("types,match", [(["foo", "bar"], "unknown gpt-oss layer type"), (None, "got null")])
+def test_gpt_oss_layer_types_must_be_known(oss, tmp_path, types, match):
+    data = json.loads(oss.manifest.to_json()) | {"layer_types": types}
+    refused_by_both(write_raw(tmp_path / "o.safetensors", oss.tensors, json.dumps(data)), OrganFormatError, match)
+
+
+def test_plan_refuses_bad_layer_types_of_an_organ_made_in_memory(oss, tiny_models):
+    for types in (["foo", "bar"], None):
+        bad = dataclasses.replace(oss, manifest=dataclasses.replace(oss.manifest, layer_types=types))
+        with pytest.raises(OrganFormatError, match="layer_types"):
+            plan_transplant(tiny_models["gpt-oss"], [Placement(bad, 2)], TransplantMode.REPLACE)
+
+
+def test_a_huge_layer_claim_is_refused_before_building_modules(good, tmp_path, monkeypatch):
+    from organfed.shared import organ as organ_module
+
+    def never(manifest):
+        raise AssertionError(f"built modules for {manifest.num_layers} claimed layers")
+
+    data = json.loads(good.manifest.to_json())
+    with monkeypatch.context() as patch:
+        patch.setattr(organ_module, "expected_tensors", never)
+        claims_3000 = json.dumps(data | {"source_layers": [0, 3000], "source_num_layers": 3000})
+        refused_by_both(write_raw(tmp_path / "a.safetensors", good.tensors, claims_3000), OrganFormatError, "at most 1024")
+        claims_500 = json.dumps(data | {"source_layers": [0, 500], "source_num_layers": 500})
+        refused_by_both(write_raw(tmp_path / "b.safetensors", good.tensors, claims_500), OrganContentError, "missing tensor.*layer")
+    with pytest.raises(OrganFormatError, match="at most 1024"):
+        organ_module.expected_tensors(dataclasses.replace(good.manifest, source_layers=(0, 1025), source_num_layers=1025))
+    renamed = {("7" + k[1:] if k.startswith("2.") else k): v for k, v in good.tensors.items()}
+    refused_by_both(write_raw(tmp_path / "c.safetensors", renamed, good.manifest.to_json()), OrganContentError, "missing tensor")
+
+
+def test_a_non_float_manifest_dtype_is_named_as_such(good, tmp_path):
+    data = json.loads(good.manifest.to_json()) | {"dtype": "I32"}
+    ints = {k: v.to(torch.int32) for k, v in good.tensors.items()}
+    path = write_raw(tmp_path / "o.safetensors", ints, json.dumps(data))
+    refused_by_both(path, OrganFormatError, "not a floating-point dtype")
+
+
+# --- Transplant edge cases ----------------------------------------------------------------------------------------
+
+def test_scale_attn_by_inverse_layer_idx_refuses_insert(tmp_path):
+    model = write_tiny_model("gpt2", tmp_path / "scaled")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(config | {"scale_attn_by_inverse_layer_idx": True}))
+    extract_organ(model, tmp_path / "o.safetensors", LayerRange(2, 5))
+    organ = load_organ(tmp_path / "o.safetensors")
+    for position in (2, 0):
+        with pytest.raises(IncompatibleOrganError, match="insert renumbers"):
+            plan_transplant(model, [Placement(organ, position)], TransplantMode.INSERT)
+    with pytest.raises(IncompatibleOrganError, match="only go back to 2"):
+        plan_transplant(model, [Placement(organ, 1)], TransplantMode.REPLACE)
+    assert len(plan_transplant(model, [Placement(organ, 2)], TransplantMode.REPLACE).layers) == 6
+
+
+def test_narrowing_conversion_that_overflows_is_refused(good, tiny_models, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from organfed.shared.organ import make_organ
+
+    half = tmp_path / "half"
+    AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"], dtype=torch.float16).save_pretrained(half)
+    tensors = dict(good.tensors)
+    tensors["1.mlp.c_fc.weight"] = tensors["1.mlp.c_fc.weight"].clone()
+    tensors["1.mlp.c_fc.weight"][0, 0] = 1e6  # finite in F32, inf in F16
+    organ = make_organ(tensors, good.manifest)
+    with pytest.raises(IncompatibleOrganError, match=r"1\.mlp\.c_fc\.weight.*F32 to the recipient's F16"):
+        transplant(half, [Placement(organ, 2)], TransplantMode.REPLACE, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half"]
+    transplant(half, [Placement(good, 2)], TransplantMode.REPLACE, tmp_path / "out")  # in range: converted
+
+
+def test_failed_final_rename_puts_the_previous_output_back(good, tiny_models, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from organfed.shared import surgery
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "marker").write_text("previous")
+    events, real_rename, real_fsync = [], Path.rename, surgery.fsync_dir
+
+    def rename(self, target):
+        events.append(("rename", self.name))
+        if self.name.startswith(".tmp-out.") and Path(target) == out:
+            raise OSError("disk said no")
+        return real_rename(self, target)
+
+    def fsync_dir(path):
+        events.append(("fsync", Path(path).name))
+        real_fsync(path)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    monkeypatch.setattr(surgery, "fsync_dir", fsync_dir)
+    with pytest.raises(OSError, match="disk said no"):
+        transplant(tiny_models["gpt2"], [Placement(good, 2)], TransplantMode.REPLACE, out, overwrite=True)
+    assert (out / "marker").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary or moved-aside directory left
+    tmp_name = next(name for kind, name in events if kind == "rename" and name.startswith(".tmp-out."))
+    assert events.index(("fsync", tmp_name)) < events.index(("rename", tmp_name))  # the new directory was flushed first
+
+
+# --- Model directories with hostile key names or indexes ------------------------------------------------------------
+
+def test_model_dir_refuses_malformed_layer_keys_traversing_and_duplicated_shards(tiny_models, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from organfed.shared.model_dir import INDEX_NAME, open_model_dir
+
+    md = open_model_dir(tiny_models["llama"])
+    with pytest.raises(ModelDirError, match="not named"):
+        md.layer_of("model.layers.x.foo")
+    assert md.layer_of("model.norm.weight") is None
+
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_models["llama"], odd)
+    tensors = load_file(str(odd / "model.safetensors"))
+    save_file(tensors | {"model.layers.x.foo": torch.zeros(2)}, str(odd / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ModelDirError, match="not named"):
+        open_model_dir(odd)
+
+    for name, bad_shard in (("escape", "../model.safetensors"), ("dotdot", ".."), ("nested", "sub/model.safetensors")):
+        d = tmp_path / name
+        shutil.copytree(tiny_models["llama"], d)
+        (d / INDEX_NAME).write_text(json.dumps({"weight_map": {"model.norm.weight": bad_shard}}))
+        with pytest.raises(ModelDirError, match="plain file names"):
+            open_model_dir(d)
+
+    dup = tmp_path / "dup"
+    shutil.copytree(tiny_models["llama"], dup)
+    (dup / "model.safetensors").rename(dup / "model-00001-of-00002.safetensors")
+    save_file({"model.norm.weight": tensors["model.norm.weight"]}, str(dup / "model-00002-of-00002.safetensors"))
+    weight_map = {k: "model-00001-of-00002.safetensors" for k in tensors}
+    weight_map["model.norm.weight"] = "model-00002-of-00002.safetensors"
+    (dup / INDEX_NAME).write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(ModelDirError, match="is in both"):
+        open_model_dir(dup)

@@ -82,3 +82,55 @@ def test_policy_checks_manifest_size_and_norm(organs):
 def test_policy_validates_its_fields(kwargs):
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         OrganPolicy(**kwargs)
+
+
+def test_like_records_model_type_layer_types_and_source_layer_count(organs):
+    manifest, _ = organs["gpt-oss"]
+    policy = OrganPolicy.like(manifest)
+    assert (policy.model_type, policy.layer_types, policy.source_num_layers) == (
+        manifest.model_type, tuple(manifest.layer_types), manifest.source_num_layers)
+    policy.check_manifest(manifest)
+    other_types = ["full_attention" if t == "sliding_attention" else "sliding_attention" for t in manifest.layer_types]
+    cases = {
+        "model_type": {"model_type": "llama"},
+        "layer_types": {"layer_types": other_types},
+        "source_num_layers": {"source_num_layers": manifest.source_num_layers + 1},
+    }
+    for needle, change in cases.items():
+        with pytest.raises(PolicyError, match=needle):
+            policy.check_manifest(dataclasses.replace(manifest, **change))
+    with pytest.raises(PolicyError, match="layer_types"):
+        policy.check_manifest(dataclasses.replace(manifest, layer_types=None))
+
+
+def test_policy_architecture_must_match_exactly(organs, tmp_path):
+    from safetensors.torch import save_file
+
+    from organfed.shared.manifest import METADATA_KEY
+
+    manifest, path = organs["gpt2"]
+    policy = OrganPolicy.like(manifest)
+    extra = dataclasses.replace(manifest, architecture=manifest.architecture | {"rope_scaling": "x"})
+    with pytest.raises(PolicyError, match="rope_scaling is 'x', the policy expects absent"):
+        policy.check_manifest(extra)
+    fewer = dataclasses.replace(manifest, architecture={k: v for k, v in manifest.architecture.items() if k != "n_head"})
+    with pytest.raises(PolicyError, match="n_head is absent"):
+        policy.check_manifest(fewer)
+    # the whole file check refuses it with the policy's error, before any config is built from it
+    organ = load_organ(path)
+    bad = tmp_path / "extra.safetensors"
+    save_file(dict(organ.tensors), str(bad), metadata={METADATA_KEY: extra.to_json(), "format": "pt"})
+    with pytest.raises(PolicyError, match="rope_scaling"):
+        check_organ_file(bad, policy)
+    with pytest.raises(OrganFormatError, match="rope_scaling"):
+        check_organ_file(bad)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"model_type": ""}, {"layer_types": "full_attention"}, {"layer_types": [1]},
+    {"layers": (0, 2), "layer_types": ["full_attention"]}, {"source_num_layers": 0},
+    {"layers": (0, 4), "source_num_layers": 3}, {"architecture": ["n_embd"]},
+])
+def test_policy_validates_its_new_fields(kwargs):
+    with pytest.raises(ConfigError, match=list(kwargs)[-1]):
+        OrganPolicy(**kwargs)

@@ -37,6 +37,10 @@ class FamilyAdapter(ABC):
     """Per-layer checkpoint keys that are not parameters (legacy buffers) and are dropped."""
     architecture_keys: ClassVar[tuple[str, ...]]
     """Config attributes that must agree between an organ and its recipient."""
+    allowed_layer_types: ClassVar[frozenset[str] | None] = None
+    """Per-layer attention types an organ may carry; ``None``: the family has none and ``layer_types`` must be null."""
+    index_dependent_keys: ClassVar[tuple[str, ...]] = ()
+    """Architecture keys that, when true, make a layer compute differently at another index (so layers cannot move)."""
 
     # -- config ---------------------------------------------------------------------------
 
@@ -47,6 +51,20 @@ class FamilyAdapter(ABC):
         """Per-layer attention types when the family has them (GPT-OSS), else ``None``."""
         types = getattr(config, "layer_types", None)
         return list(types) if types is not None else None
+
+    def layer_types_problem(self, layer_types: Sequence[str] | None, num_layers: int) -> str | None:
+        """Why ``layer_types`` cannot describe ``num_layers`` layers of this family; ``None`` when they can."""
+        allowed = self.allowed_layer_types
+        if allowed is None:
+            return None if layer_types is None else f"{self.name} layers have no layer types (must be null), got {list(layer_types)!r}"
+        if layer_types is None:
+            return f"{self.name} layers need one layer type each, got null"
+        if len(layer_types) != num_layers:
+            return f"{len(layer_types)} layer type(s) for {num_layers} layer(s)"
+        unknown = sorted({repr(t) for t in layer_types if not isinstance(t, str) or t not in allowed})
+        if unknown:
+            return f"unknown {self.name} layer type(s) {', '.join(unknown[:5])}; allowed: {', '.join(sorted(allowed))}"
+        return None
 
     def architecture(self, config: PretrainedConfig) -> dict[str, Any]:
         """The numbers that decide compatibility, as JSON-ready values."""

@@ -22,6 +22,7 @@ class GPT2Adapter(FamilyAdapter):
     # Hub checkpoints saved from GPT2Model lack the "transformer." prefix and carry the causal-mask buffers.
     layer_prefixes = ("transformer.h", "h")
     ignored_layer_keys = ("attn.bias", "attn.masked_bias")
+    allowed_layer_types = None  # every layer is full attention; an organ's layer_types must be null
     architecture_keys = (
         "n_embd",
         "n_head",
@@ -33,6 +34,8 @@ class GPT2Adapter(FamilyAdapter):
         "reorder_and_upcast_attn",
         "add_cross_attention",
     )
+    # GPT2Attention divides by (layer_idx + 1) under this flag: a layer computes differently at another index.
+    index_dependent_keys = ("scale_attn_by_inverse_layer_idx",)
 
     def architecture(self, config: PretrainedConfig) -> dict[str, Any]:
         numbers = super().architecture(config)

@@ -16,6 +16,7 @@ class GptOssAdapter(LlamaAdapter):
     name = "gpt-oss"
     model_types = ("gpt_oss",)
     layer_class = GptOssDecoderLayer
+    allowed_layer_types = frozenset({"sliding_attention", "full_attention"})
     architecture_keys = (
         "hidden_size",
         "num_attention_heads",

@@ -20,6 +20,7 @@ class LlamaAdapter(FamilyAdapter):
     num_layers_key = "num_hidden_layers"
     layer_prefixes = ("model.layers",)
     layer_class: type[nn.Module] = LlamaDecoderLayer
+    allowed_layer_types = None  # every layer is full attention; an organ's layer_types must be null
     architecture_keys = (
         "hidden_size",
         "num_attention_heads",
