@@ -2,8 +2,9 @@
 
 Keys (TOML scalars): ``site-name``, ``model-dir``, ``data`` (paths separated by
 commas), ``key-dir``, ``trust-dir`` (must hold the coordinator's identity),
-``state-dir`` (replay cache, token cache, scratch), and optionally ``device``
-and ``passphrase-file``.
+``state-dir`` (replay cache, token cache, scratch), and optionally ``device``,
+``passphrase-file`` and ``coordinator-key-id`` (accept instructions only from
+that coordinator, when the trust directory holds more than one identity).
 
 Under Flower's simulation engine a virtual node's ``node_config`` holds only
 ``partition-id``; its configuration is then read from the directory that the
@@ -21,7 +22,7 @@ from typing import Any
 from organfed.shared.errors import ConfigError
 
 _REQUIRED = ("site-name", "model-dir", "data", "key-dir", "trust-dir", "state-dir")
-_OPTIONAL = ("device", "passphrase-file")
+_OPTIONAL = ("device", "passphrase-file", "coordinator-key-id")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class NodeConfig:
     state_dir: Path
     device: str = "auto"
     passphrase_file: Path | None = None
+    coordinator_key_id: str | None = None
 
     @classmethod
     def from_node_config(cls, node_config: dict[str, Any]) -> NodeConfig:
@@ -55,6 +57,7 @@ class NodeConfig:
             state_dir=Path(node_config["state-dir"]),
             device=node_config.get("device", "auto"),
             passphrase_file=Path(node_config["passphrase-file"]) if node_config.get("passphrase-file") else None,
+            coordinator_key_id=node_config.get("coordinator-key-id") or None,
         )
 
     @classmethod
@@ -81,6 +84,8 @@ class NodeConfig:
         }
         if self.passphrase_file:
             values["passphrase-file"] = str(self.passphrase_file)
+        if self.coordinator_key_id:
+            values["coordinator-key-id"] = self.coordinator_key_id
         return values
 
     def to_node_config(self) -> str:

@@ -13,7 +13,7 @@ from flwr.app import RecordDict
 
 from organfed.client.node import NodeConfig
 from organfed.client.train import TrainConfig, load_data, train_organ
-from organfed.shared.errors import IncompatibleOrganError
+from organfed.shared.errors import IncompatibleOrganError, VerificationError
 from organfed.shared.fingerprint import fingerprint_model_dir
 from organfed.shared.identity import KeyDir, TrustStore, load_key_dir, read_passphrase
 from organfed.shared.model_dir import open_model_dir
@@ -59,6 +59,8 @@ def train_round(content: RecordDict, node: NodeConfig) -> RecordDict:
         raise IncompatibleOrganError(
             f"site {node.site_name}: the announced base {ins.base_fingerprint[:19]} is not this site's base {local[:19]}; refusing to train"
         )
+    if node.coordinator_key_id and ins.coordinator_key_id != node.coordinator_key_id:
+        raise VerificationError("wrong-sender", f"instructions name coordinator {ins.coordinator_key_id}, this site works for {node.coordinator_key_id}")
     key, trust = site_key(node), TrustStore(node.trust_dir)
     coordinator = trust.lookup(ins.coordinator_key_id)
     config = TrainConfig(**ins.train, device=node.device)

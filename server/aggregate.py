@@ -48,10 +48,7 @@ def _stack(contributions: Sequence[Contribution], key: str) -> torch.Tensor:
 
 
 def _fedavg(contributions: Sequence[Contribution], key: str, start: Organ | None, options: dict) -> torch.Tensor:
-    weights = torch.tensor([float(c.tokens) for c in contributions])
-    if weights.sum() <= 0:
-        weights = torch.ones(len(contributions))
-    weights = weights / weights.sum()
+    weights = options[WEIGHTS_KEY]
     stacked = _stack(contributions, key)
     return torch.tensordot(weights, stacked, dims=1)
 
@@ -64,14 +61,11 @@ def _median(contributions: Sequence[Contribution], key: str, start: Organ | None
 
 def _trimmed_mean(contributions: Sequence[Contribution], key: str, start: Organ | None, options: dict) -> torch.Tensor:
     ordered = _stack(contributions, key).sort(dim=0).values
-    n = ordered.shape[0]
-    cut = int(n * options["trim_fraction"])
-    if n - 2 * cut < 1:
-        cut = (n - 1) // 2
-    return ordered[cut : n - cut].mean(dim=0)
+    cut = options[TRIM_KEY]
+    return ordered[cut : ordered.shape[0] - cut].mean(dim=0)
 
 
-CLIP_KEY = "__norms__"
+CLIP_KEY, WEIGHTS_KEY, TRIM_KEY = "scales", "weights", "cut"
 
 
 def update_norms(contributions: Sequence[Contribution], start: Organ) -> list[float]:
@@ -84,11 +78,19 @@ def update_norms(contributions: Sequence[Contribution], start: Organ) -> list[fl
 
 
 def _clipped_mean(contributions: Sequence[Contribution], key: str, start: Organ | None, options: dict) -> torch.Tensor:
-    assert start is not None  # checked by aggregate()
     scales = options[CLIP_KEY]
+    if start is None:
+        raise ConfigError("clipped-mean needs the round's starting organ")
     base = start.tensors[key].float()
     deltas = [(c.organ.tensors[key].float() - base) * s for c, s in zip(contributions, scales, strict=True)]
     return base + torch.stack(deltas).mean(dim=0)
+
+
+def trimmed_count(n: int, fraction: float) -> int:
+    """How many values the trimmed mean drops at each end: at least one once there are three, never all."""
+    if fraction <= 0 or n < 3:
+        return 0
+    return min(max(1, round(n * fraction)), (n - 1) // 2)
 
 
 _METHODS: dict[Method, Callable[..., torch.Tensor]] = {
@@ -116,7 +118,12 @@ def aggregate(
         raise ConfigError(f"{method.value} keeps whole organs; it does not merge tensors")
     if not contributions:
         raise ConfigError("nothing to aggregate")
-    options: dict = {"trim_fraction": trim_fraction}
+    options: dict = {TRIM_KEY: trimmed_count(len(contributions), trim_fraction)}
+    tokens = [c.tokens for c in contributions]
+    if any(t < 0 for t in tokens):
+        raise ConfigError(f"token counts must not be negative, got {tokens}")
+    total = sum(tokens)
+    options[WEIGHTS_KEY] = torch.tensor([t / total for t in tokens] if total > 0 else [1 / len(tokens)] * len(tokens))
     if method is Method.CLIPPED_MEAN:
         if start is None:
             raise ConfigError("clipped-mean needs the round's starting organ")

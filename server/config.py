@@ -8,6 +8,7 @@ are ``name=path`` pairs separated by commas. Every error names the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -19,9 +20,18 @@ from organfed.client.config import TrainConfig, TrainMode
 from organfed.server.aggregate import Method
 from organfed.shared.errors import ConfigError
 from organfed.shared.organ import LayerRange
-from organfed.shared.surgery import TransplantMode
 
 TRAIN_PREFIX = "train-"
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+"""A run id names a store folder and is bound into every envelope."""
+
+
+class FinalMode(str, Enum):
+    """How the result goes into the recipient: ``auto`` follows the training mode (see selection.layout)."""
+
+    AUTO = "auto"
+    REPLACE = "replace"
+    INSERT = "insert"
 _TRAIN_KEYS = ("steps", "batch_size", "block_size", "learning_rate", "warmup_steps", "grad_accum", "max_grad_norm", "seed",
                "val_fraction", "weight_decay")
 _OPTIONAL_TRAIN_KEYS = ("steps", "max_grad_norm")
@@ -47,10 +57,11 @@ class ServerConfig:
     trim_fraction: float = 0.2
     clip_norm: float = 0.0
     max_norm_ratio: float = 10.0
+    max_update_ratio: float = 1.0
     val_data: str = ""
     eval_data: str = ""
     eval_max_tokens: int = 20_000
-    final_mode: str = "auto"
+    final_mode: FinalMode = FinalMode.AUTO
     final_position: int = -1
     per_site_positions: str = ""
     device: str = "auto"
@@ -59,18 +70,20 @@ class ServerConfig:
     train: TrainConfig = TrainConfig()
 
     def __post_init__(self) -> None:
+        if not RUN_ID.match(self.run_id):
+            raise ConfigError(f"run-id {self.run_id!r} must be 1-128 letters, digits, '.', '_' or '-'")
         if self.num_rounds < 1:
             raise ConfigError(f"num-rounds must be >= 1, got {self.num_rounds}")
         if self.min_sites < 1:
             raise ConfigError(f"min-sites must be >= 1, got {self.min_sites}")
         if not 0 <= self.trim_fraction < 0.5:
             raise ConfigError(f"trim-fraction must be in [0, 0.5), got {self.trim_fraction}")
-        if self.max_norm_ratio < 0 or self.clip_norm < 0:
-            raise ConfigError("max-norm-ratio and clip-norm must be >= 0 (0: off)")
+        if min(self.max_norm_ratio, self.max_update_ratio, self.clip_norm) < 0:
+            raise ConfigError("max-norm-ratio, max-update-ratio and clip-norm must be >= 0 (0: off)")
+        if self.method is Method.PER_SITE and self.final_mode is FinalMode.REPLACE:
+            raise ConfigError("per-site keeps one organ per site, composed at distinct positions: use final-mode insert (or auto)")
         if self.method is Method.SELECT_BEST and not self.val_data:
             raise ConfigError("method select-best needs val-data: the coordinator's own validation text")
-        if self.final_mode not in ("auto", *(m.value for m in TransplantMode)):
-            raise ConfigError(f"final-mode must be auto, replace or insert, got {self.final_mode!r}")
         self.layer_range  # validates the string
         self.eval_sets
         self.site_positions

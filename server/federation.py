@@ -183,6 +183,7 @@ class LocalFederation:
             online = [int(n["node-id"]) for n in nodes if n.get("status") == "online"]
             if len(online) >= count:
                 return online
+            self.supervisor.track()
             time.sleep(0.5)
         raise FederationError(f"{len(online)} of {count} SuperNodes online after {timeout:g} s")
 
@@ -211,6 +212,7 @@ class LocalFederation:
                 raise FederationError(f"run {run_id} did not finish within {timeout:g} s (last status {status.status})")
             if on_poll is not None:
                 on_poll()
+            self.supervisor.track()
             time.sleep(interval)
 
     def run_log(self, run_id: int) -> str:

@@ -54,8 +54,9 @@ def descendants(pid: int) -> list[int]:
 class Supervisor:
     """Processes started in their own sessions, logged to files, and reliably ended by :meth:`close`.
 
-    Use one supervisor per process that launches a federation: on close it also ends any
-    other live descendant of that process (orphans handed to it as subreaper).
+    Call :meth:`track` now and then while the processes run: it records their descendants,
+    so that daemons which later lose their parent (and are handed to this process as
+    subreaper) are still known, and ended, on close. Nothing else is ever signalled.
     """
 
     def __init__(self, log_dir: Path) -> None:
@@ -92,12 +93,15 @@ class Supervisor:
         self._sessions.add(proc.pid)
         return proc
 
-    def _remember(self) -> None:
+    def track(self) -> None:
+        """Remember every live descendant of the started processes, and their sessions."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 self._pids.update(descendants(proc.pid))
-        if self._subreaper:  # orphans of our processes (daemons that double-forked) were handed to us
-            self._pids.update(descendants(os.getpid()))
+        known = set(self._pids)
+        for pid in known:  # descendants of remembered orphans (they now hang below this process)
+            if _alive(pid):
+                self._pids.update(descendants(pid))
         own_session = os.getsid(0)
         for pid in list(self._pids):
             fields = _stat(pid)
@@ -108,7 +112,7 @@ class Supervisor:
     def kill(self, name: str) -> None:
         """SIGKILL one process and its descendants now (a crash, for tests)."""
         proc = self.procs[name]
-        self._remember()
+        self.track()
         for pid in [proc.pid, *descendants(proc.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -119,23 +123,9 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             pass
 
-    def stop(self, name: str, grace: float = 10.0) -> int | None:
-        """SIGTERM one process group, wait up to ``grace`` seconds, then SIGKILL."""
-        proc = self.procs[name]
-        self._remember()
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            return proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.kill(name)
-            return proc.returncode
-
     def close(self, grace: float = 8.0) -> list[int]:
         """End everything started; return the pids that could not be ended (normally none)."""
-        self._remember()
+        self.track()
         for proc in self.procs.values():
             if proc.poll() is None:
                 try:
@@ -149,7 +139,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 pass
         for _ in range(4):
-            self._remember()
+            self.track()
             stray = [p for p in self._pids if _alive(p) and p != os.getpid()]
             if not stray:
                 break
@@ -164,10 +154,12 @@ class Supervisor:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-        while True:  # reap orphans handed to us as subreaper
+        for pid in self._pids:  # reap the orphans handed to us as subreaper
             try:
-                if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                    break
+                os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                break
+                pass
+        if self._subreaper:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+            self._subreaper = False
         return [p for p in self._pids if _alive(p) and p != os.getpid()]

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel
 
 from organfed.client.config import TrainMode
 from organfed.server.aggregate import Contribution, Method
+from organfed.server.config import FinalMode
 from organfed.shared.data import load_token_ids, load_tokenizer
 from organfed.shared.evaluate import perplexity
 from organfed.shared.model_dir import ModelDir, context_length, load_model
@@ -40,12 +41,12 @@ def layout(co: Coordinator, count: int = 1, names: Sequence[str] = ()) -> Layout
     cfg = co.config
     source = co.start.manifest.source_layers[0]
     if cfg.method is Method.PER_SITE:
-        mode = TransplantMode(cfg.final_mode) if cfg.final_mode != "auto" else TransplantMode.INSERT
+        mode = TransplantMode.INSERT
         chosen = cfg.site_positions
         positions = tuple(chosen.get(name, min(source + i, co.base.num_layers)) for i, name in enumerate(names))
         return Layout(mode, positions)
-    if cfg.final_mode != "auto":
-        mode = TransplantMode(cfg.final_mode)
+    if cfg.final_mode is not FinalMode.AUTO:
+        mode = TransplantMode(cfg.final_mode.value)
     else:
         mode = TransplantMode.INSERT if cfg.mode is TrainMode.WRAPPER else TransplantMode.REPLACE
     default = 0 if mode is TransplantMode.INSERT and cfg.mode is TrainMode.WRAPPER else source

@@ -10,7 +10,6 @@ SuperNode authentication here (nothing crosses a wire); organs are still sealed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +95,3 @@ def run_simulation(config: SimulationConfig) -> Path:
                 raise FederationError(f"the simulated run ended {status.status}: {status.details} (log: {work / 'run.log'})")
         return show_report(work)
 
-
-def read_node_configs(sites: Path) -> list[dict]:
-    """The virtual sites' node configurations (for inspection and tests)."""
-    return [json.loads(p.read_text()) for p in sorted(sites.glob("*.json"), key=lambda p: int(p.stem))]

@@ -38,9 +38,10 @@ class StoreError(OrganfedError):
 
 @dataclass(frozen=True)
 class Accepted:
-    """An organ accepted from a site in a round."""
+    """An organ accepted from a site (``site``: its key id; ``name``: its enrolled name) in a round."""
 
     site: str
+    name: str
     digest: str
     tokens: int
     metrics: dict[str, float] = field(default_factory=dict)
@@ -55,6 +56,7 @@ class RunState:
     current: str | None = None
     per_site: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    spec: dict[str, Any] = field(default_factory=dict)
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -90,7 +92,7 @@ class OrganStore:
         """Copy an organ file into the store (once per content); return its digest."""
         digest = file_digest(organ_file)
         target = self.object_path(digest)
-        if not target.exists():
+        if not target.exists() or file_digest(target) != digest:  # absent, or damaged: (re)write it
             with atomic_path(target) as tmp:
                 shutil.copyfile(organ_file, tmp)
             if file_digest(target) != digest:

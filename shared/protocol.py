@@ -5,7 +5,13 @@ site key it holds, so it can seal the current organ to it. ``train``: the
 coordinator sends :class:`RoundInstructions` and, after the first round, the
 current organ sealed to that site; the site replies with its organ sealed to
 the coordinator (as raw bytes in an Array, which Flower moves in chunks) and
-non-sensitive metrics. Nothing else crosses the wire.
+its training metrics. Nothing else crosses the wire.
+
+What travels in the clear (TLS protects it on the link, but the SuperLink
+stores it): the instructions, the hello, and each site's metrics (token count,
+steps, train and validation loss, seconds). Weights never do. The coordinator
+takes the weight of a site's organ from its signed manifest, not from these
+metrics; they are for the report only.
 """
 
 from __future__ import annotations
@@ -64,9 +70,10 @@ def bytes_record(blob: bytes) -> ArrayRecord:
     return ArrayRecord({_BLOB: Array(dtype="uint8", shape=(len(blob),), stype="raw-bytes", data=bytes(blob))})
 
 
-def record_bytes(record: ArrayRecord) -> bytes:
-    if _BLOB not in record:
-        raise ConfigError("malformed message: the byte record is missing its payload")
+def record_bytes(record: object) -> bytes:
+    """The bytes of a record made by :func:`bytes_record`; :class:`ConfigError` for anything else."""
+    if not isinstance(record, ArrayRecord) or _BLOB not in record or not isinstance(record[_BLOB].data, bytes):
+        raise ConfigError("malformed message: expected a byte record")
     return record[_BLOB].data
 
 

@@ -16,7 +16,7 @@ import contextlib
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +30,7 @@ from organfed.shared.organ import read_manifest
 from organfed.shared.policy import OrganCheck, OrganPolicy, check_organ_file
 from organfed.shared.replay import CLOCK_SKEW, ReplayCache
 
+Inspect = Callable[[Path, Manifest], None]
 DEFAULT_TTL = 3600
 MAX_TTL = 7 * 24 * 3600
 EnvelopeSource = Path | str | bytes | bytearray | memoryview
@@ -94,8 +95,12 @@ def _check_binding(header: Header, *, key: KeyDir, trust: TrustStore, run_id: st
 def open_envelope(envelope: EnvelopeSource, *, key: KeyDir, trust: TrustStore, run_id: str, round: int,
                   replay: ReplayCache, out: Path | str, policy: OrganPolicy | None = None,
                   audit: AuditLog | None = None, expected_sender: str | None = None, max_ttl: int = MAX_TTL,
-                  now: float | None = None) -> OpenedOrgan:
-    """Verify and decrypt ``envelope`` (a path or the bytes) into the organ file ``out``; fail closed."""
+                  now: float | None = None, inspect: Inspect | None = None) -> OpenedOrgan:
+    """Verify and decrypt ``envelope`` (a path or the bytes) into the organ file ``out``; fail closed.
+
+    ``inspect(path, manifest)``, if given, runs after every built-in check and before the
+    organ is accepted: the caller's own checks (raise :class:`VerificationError` to refuse).
+    """
     out = Path(out)
     if out.exists():
         raise ConfigError(f"{out} already exists; the opened organ needs a new name")
@@ -104,7 +109,8 @@ def open_envelope(envelope: EnvelopeSource, *, key: KeyDir, trust: TrustStore, r
     try:
         with _source(envelope) as src:
             return _open(src, trail, key=key, trust=trust, run_id=run_id, round=round, replay=replay, out=out,
-                         policy=policy, audit=audit, expected_sender=expected_sender, max_ttl=max_ttl, now=now)
+                         policy=policy, audit=audit, expected_sender=expected_sender, max_ttl=max_ttl, now=now,
+                         inspect=inspect)
     except VerificationError as exc:
         if audit is not None:
             audit.append(decision="refuse", reason=exc.reason, detail=exc.detail, now=now, **trail)
@@ -113,7 +119,7 @@ def open_envelope(envelope: EnvelopeSource, *, key: KeyDir, trust: TrustStore, r
 
 def _open(src: BinaryIO, trail: dict, *, key: KeyDir, trust: TrustStore, run_id: str, round: int,
           replay: ReplayCache, out: Path, policy: OrganPolicy | None, audit: AuditLog | None,
-          expected_sender: str | None, max_ttl: int, now: float) -> OpenedOrgan:
+          expected_sender: str | None, max_ttl: int, now: float, inspect: Inspect | None) -> OpenedOrgan:
     header = read_header(src)
     b = header.binding
     trail.update(sender=header.sender, run=b.run_id, round=b.round)
@@ -132,6 +138,8 @@ def _open(src: BinaryIO, trail: dict, *, key: KeyDir, trust: TrustStore, run_id:
             raise VerificationError("organ-content", str(exc).replace(str(tmp), "organ")) from None
         if json.loads(result.manifest.to_json()) != statement.manifest:
             raise VerificationError("binding-mismatch", "the organ's manifest differs from the signed one")
+        if inspect is not None:
+            inspect(tmp, result.manifest)
         replay.claim(sender.key_id, b.nonce, b.expires_at, now=now)
         if audit is not None:
             audit.append(decision="accept", reason="ok", now=now, **trail)

@@ -67,3 +67,15 @@ def test_dtype_is_kept(start):
     half = make_organ({k: v.bfloat16() for k, v in start.tensors.items()}, start.manifest)
     out = aggregate(Method.FEDAVG, [Contribution("a", half, 1), Contribution("b", half, 1)])
     assert {t.dtype for t in out.values()} == {torch.bfloat16}
+
+
+def test_trimmed_mean_trims_at_least_one_of_three():
+    from organfed.server.aggregate import trimmed_count
+
+    assert [trimmed_count(n, 0.2) for n in (1, 2, 3, 4, 5, 10)] == [0, 0, 1, 1, 1, 2]
+    assert trimmed_count(5, 0.0) == 0
+
+
+def test_negative_token_counts_are_refused(start):
+    with pytest.raises(ConfigError, match="negative"):
+        aggregate(Method.FEDAVG, [shifted(start, "a", 0.0, 1000), shifted(start, "b", 1.0, -999)])

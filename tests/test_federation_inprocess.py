@@ -174,12 +174,14 @@ def poisoned_site(node: NodeConfig, poison: str, other_base: Path | None = None)
         extract_organ(other_base or node.model_dir, scratch / "start.safetensors", LayerRange.parse(ins.layers) if ins.layers else None)
         organ = load_organ(scratch / "start.safetensors")
         change = {"scale": lambda t: t * 1000, "flip": lambda t: -t, "nan": lambda t: t.clone().fill_(float("nan")),
-                  "other-base": lambda t: t}[poison]
-        bad = make_organ({k: change(v) for k, v in organ.tensors.items()}, organ.manifest)
+                  "other-base": lambda t: t, "unproven": lambda t: t + 0.01}[poison]
+        # A dishonest site holds its own key, so it can sign any provenance it likes; "unproven" claims none.
+        claims = None if poison == "unproven" else {"initial_organ_digest": organ.manifest.tensor_digest, "tokens_seen": 192}
+        bad = make_organ({k: change(v) for k, v in organ.tensors.items()}, organ.manifest, training=claims)
         save_organ(bad, scratch / "bad.safetensors")
         key, trust = site_key(node), TrustStore(node.trust_dir)
         envelope = seal_organ(scratch / "bad.safetensors", sender=key, recipient=trust.lookup(ins.coordinator_key_id),
-                              run_id=ins.run_id, round=ins.round)
+                              run_id=ins.run_id, round=ins.round, ttl=ins.ttl)
         return Message(train_reply(envelope, {"tokens": 192}), reply_to=msg)
 
     return handler
@@ -189,7 +191,7 @@ def poisoned_site(node: NodeConfig, poison: str, other_base: Path | None = None)
 def attacked(tmp_path_factory, federation):
     """The honest federation plus enrolled dishonest sites, and a separately built base for one of them."""
     root = tmp_path_factory.mktemp("attack")
-    evil_names = ("tamper", "scale", "flip", "nan", "other-base")
+    evil_names = ("tamper", "scale", "flip", "nan", "other-base", "unproven")
     keys = make_federation_keys(root / "keys", (*SITES, *evil_names))
     other_base = write_tiny_model("gpt2", root / "other-base", seed=42)
     nodes = {}
@@ -236,26 +238,28 @@ def clean_runs(attacked, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_tampered_scaled_nan_and_foreign_organs_are_refused(attacked, clean_runs, tmp_path):
+def test_tampered_scaled_flipped_nan_foreign_and_unproven_organs_are_refused(attacked, clean_runs, tmp_path):
     clean = clean_runs("fedavg")
-    report = attack_run(attacked, tmp_path / "attacked", (*SITES, "tamper", "scale", "nan", "other-base"), "fedavg")
+    evil = ("tamper", "scale", "flip", "nan", "other-base", "unproven")
+    report = attack_run(attacked, tmp_path / "attacked", (*SITES, *evil), "fedavg")
     refused = report["history"][0]["failures"]
-    assert set(refused) == {"tamper", "scale", "nan", "other-base"}
+    assert set(refused) == set(evil)
     assert sorted(report["history"][0]["accepted"]) == sorted(SITES)
     assert north(report) == pytest.approx(north(clean), rel=1e-4)
     lines = [json.loads(line) for line in (tmp_path / "attacked" / "audit.log").read_text().splitlines()]
     reasons = sorted(line["reason"] for line in lines if line["decision"] == "refuse")
-    assert len(reasons) == 4 and {"policy", "organ-content"} <= set(reasons), reasons
+    assert len(reasons) == len(evil) and {"policy", "organ-content"} <= set(reasons), reasons
     assert not list((tmp_path / "attacked").glob("open-*")), "a refused organ left a file behind"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method,poison,overrides", [
-    ("median", "flip", {}),
-    ("trimmed-mean", "flip", {"trim-fraction": 0.25}),
-    ("clipped-mean", "scale", {"max-norm-ratio": 0.0}),
+    ("median", "flip", {"max-update-ratio": 0.0}),
+    ("trimmed-mean", "flip", {"trim-fraction": 0.25, "max-update-ratio": 0.0}),
+    ("clipped-mean", "scale", {"max-norm-ratio": 0.0, "max-update-ratio": 0.0}),
 ])
 def test_robust_methods_neutralise_an_accepted_bad_organ(attacked, clean_runs, tmp_path, method, poison, overrides):
+    """With the norm and update bounds off, the aggregation alone must absorb the bad organ."""
     clean = clean_runs(method, **overrides)
     report = attack_run(attacked, tmp_path / "attacked", (*SITES, poison), method, **overrides)
     assert poison in report["history"][0]["accepted"]
@@ -265,8 +269,8 @@ def test_robust_methods_neutralise_an_accepted_bad_organ(attacked, clean_runs, t
 @pytest.mark.slow
 def test_plain_fedavg_is_hurt_by_the_same_attack(attacked, clean_runs, tmp_path):
     """The contrast that gives the robust-method test its teeth."""
-    clean = clean_runs("fedavg")
-    report = attack_run(attacked, tmp_path / "attacked", (*SITES, "flip"), "fedavg")
+    clean = clean_runs("fedavg", **{"max-update-ratio": 0.0})
+    report = attack_run(attacked, tmp_path / "attacked", (*SITES, "flip"), "fedavg", **{"max-update-ratio": 0.0})
     assert north(report) > north(clean) * 1.05
 
 
@@ -295,3 +299,38 @@ def test_a_failed_round_keeps_its_accepted_organs_and_resumes(federation, tmp_pa
     final = store.state("test-run")
     assert final.completed_rounds == 2
     assert set(kept.values()) <= set(final.history[1]["accepted"].values())
+
+
+@pytest.mark.slow
+def test_malformed_replies_and_stolen_site_names_are_contained(attacked, tmp_path):
+    """A node replying garbage is refused; two nodes claiming one site's key both sit the round out."""
+    from flwr.app import ConfigRecord
+
+    from organfed.shared.protocol import ENVELOPE, hello_reply
+
+    garbage_node = attacked["nodes"]["tamper"]
+
+    def garbage(msg: Message, context: Context) -> Message:
+        if msg.metadata.message_type == "train":
+            return Message(RecordDict({ENVELOPE: ConfigRecord({"bytes": b"not an envelope"})}), reply_to=msg)
+        return client_app(msg, context)
+
+    def impostor(msg: Message, context: Context) -> Message:
+        from organfed.client.round import site_key
+
+        key_id = site_key(attacked["nodes"]["north"]).identity.key_id
+        return Message(hello_reply(key_id, "north"), reply_to=msg)
+
+    nodes = {}
+    for i, (name, handler) in enumerate((("north", client_app), ("south", client_app), ("east", client_app),
+                                         ("tamper", garbage), ("flip", impostor)), start=301):
+        node = attacked["nodes"][name]
+        nodes[i] = (handler, Context(run_id=1, node_id=i, node_config=_node_config(node), state=RecordDict(), run_config={}))
+    config = run_config({**attacked, "root": fed_root(attacked)}, tmp_path, **{"num-rounds": 1, "min-sites": 2})
+    config["key-dir"] = str(attacked["keys"].coordinator.key_dir)
+    config["trust-dir"] = str(attacked["keys"].coordinator.trust_dir)
+    run_server(LocalGrid(nodes), config)
+    record = json.loads((tmp_path / "runs" / "test-run" / "report.json").read_text())["history"][0]
+    assert sorted(record["accepted"]) == ["east", "south"]
+    assert "malformed" in record["failures"][garbage_node.site_name]
+    assert any("claimed by 2 nodes" in v for v in record["failures"].values())

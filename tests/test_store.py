@@ -27,17 +27,17 @@ def test_put_is_content_addressed_and_idempotent(organ_file, tmp_path):
 def test_records_and_state_survive_a_new_store_object(organ_file, tmp_path):
     store = OrganStore(tmp_path)
     digest = store.put(organ_file)
-    store.record_accepted("run-1", 1, Accepted("site-a", digest, 1234, {"loss": 2.5}))
+    store.record_accepted("run-1", 1, Accepted("site-a", "a", digest, 1234, {"loss": 2.5}))
     store.save_state(RunState("run-1", completed_rounds=1, current=digest))
     again = OrganStore(tmp_path)
-    assert again.accepted("run-1", 1) == [Accepted("site-a", digest, 1234, {"loss": 2.5})]
+    assert again.accepted("run-1", 1) == [Accepted("site-a", "a", digest, 1234, {"loss": 2.5})]
     assert again.state("run-1").completed_rounds == 1 and again.state("run-1").current == digest
     assert again.accepted("run-1", 2) == [] and again.state("other").completed_rounds == 0
 
 
 def test_a_record_never_names_a_missing_object(tmp_path):
     with pytest.raises(StoreError, match="not stored"):
-        OrganStore(tmp_path).record_accepted("run-1", 1, Accepted("a", "0" * 64, 1))
+        OrganStore(tmp_path).record_accepted("run-1", 1, Accepted("a", "a", "0" * 64, 1))
 
 
 def test_corrupt_object_is_refused(organ_file, tmp_path):
@@ -68,3 +68,11 @@ def test_one_coordinator_per_run(tmp_path):
                 pass
     with store.lock("run-1"):
         pass
+
+
+def test_a_damaged_object_is_repaired_by_the_next_put(organ_file, tmp_path):
+    store = OrganStore(tmp_path)
+    digest = store.put(organ_file)
+    store.object_path(digest).write_bytes(b"damaged")
+    assert store.put(organ_file) == digest
+    assert store.load(digest).manifest.source_layers == (2, 5)
