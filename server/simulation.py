@@ -39,6 +39,7 @@ class SimulationConfig:
     learning_rate: float = 1e-3
     timeout: float = 3600.0
     device: str = "cpu"
+    eval_max_tokens: int = 20_000
 
     def __post_init__(self) -> None:
         if self.num_sites < 1:
@@ -82,6 +83,7 @@ def run_simulation(config: SimulationConfig) -> Path:
                                      steps=config.steps, learning_rate=config.learning_rate, device=config.device,
                                      min_sites=config.num_sites, wait_for=config.num_sites)
         run_config["simulation-sites"] = str(sites)
+        run_config["eval-max-tokens"] = config.eval_max_tokens
         with LocalFederation(work / "federation") as fed:
             fed.start_superlink(simulation=True)
             run_id = fed.submit(write_flower_app(work / "app"), run_config, virtual_nodes=config.num_sites)

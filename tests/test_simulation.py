@@ -35,7 +35,7 @@ def test_simulated_federation_of_virtual_sites(tmp_path):
     from organfed.server.simulation import SimulationConfig, run_simulation
 
     report = run_simulation(SimulationConfig(workdir=tmp_path / "sim", corpora_dir=tmp_path / "corpora", num_sites=3,
-                                             rounds=1, steps=2, timeout=900))
+                                             rounds=1, steps=2, timeout=900, eval_max_tokens=4000))
     data = json.loads(report.with_suffix(".json").read_text())
     assert len(data["history"][0]["accepted"]) == 3
     assert data["evaluation"]["clinical"]["federated"] < data["evaluation"]["clinical"]["base"]
