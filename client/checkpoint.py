@@ -156,6 +156,17 @@ def load_checkpoint(directory: Path | str) -> Checkpoint | None:
     )
 
 
+def remove_checkpoint(directory: Path | str) -> None:
+    """Delete a checkpoint's files, and the directory when nothing else is in it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for f in [directory / STATE_NAME, *directory.glob("state-*.safetensors"), *directory.glob(".tmp-state*")]:
+        f.unlink(missing_ok=True)
+    if not any(directory.iterdir()):
+        directory.rmdir()
+
+
 def _sha256(path: Path) -> str:
     hasher = hashlib.sha256()
     with open(path, "rb") as fh:

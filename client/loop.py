@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import statistics
 import threading
@@ -31,7 +32,7 @@ from torch import nn
 from organfed.client.checkpoint import Checkpoint, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from organfed.client.config import Precision, TrainConfig
 from organfed.shared.blocks import BatchOrder, BlockData
-from organfed.shared.errors import CheckpointError, TrainingError, TrainingInterrupted
+from organfed.shared.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from organfed.shared.model_dir import resolve_device
 from organfed.shared.progress import TrainProgress
 
@@ -116,6 +117,14 @@ def lm_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
 
 
+def usable_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a device; :class:`ConfigError` if CUDA is asked for and absent."""
+    device = resolve_device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA device (use --device cpu or auto)")
+    return device
+
+
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """bf16 when asked for, or on ``auto`` when the CUDA device supports it; else ``None`` (fp32)."""
     if config.precision is Precision.BF16:
@@ -141,6 +150,25 @@ def evaluate_loss(module: nn.Module, data: BlockData, *, max_blocks: int, batch_
             total += lm_loss(module(ids), ids).item() * len(ids)
     module.train(was_training)
     return total / len(indices)
+
+
+def train_step(module: nn.Module, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], batches: list[torch.Tensor],
+               *, max_grad_norm: float | None, device: torch.device, dtype: torch.dtype | None = None) -> float:
+    """One optimizer step over ``batches`` (accumulated); returns their mean loss."""
+    total = 0.0
+    for ids in batches:
+        ids = ids.to(device)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = lm_loss(module(ids), ids)
+        (loss / len(batches)).backward()
+        total += loss.item() / len(batches)
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return total
 
 
 class _StopFlag:
@@ -172,7 +200,7 @@ def _catch_interrupt() -> Iterator[_StopFlag]:
 def run_training(trainable: Trainable, data: BlockData, config: TrainConfig, identity: dict[str, Any],
                  control: RunControl = RunControl()) -> LoopStats:
     """Train ``trainable`` on ``data``; ``identity`` (JSON-ready) must match a checkpoint to resume from it."""
-    device = resolve_device(config.device)
+    device = usable_device(config.device)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(config.seed)
@@ -263,35 +291,24 @@ class _Run:
         self.initial_val = progress["initial_val_loss"]
 
     def _check_identity(self, saved: dict[str, Any]) -> None:
-        for key in sorted(set(saved) | set(self.identity)):
-            if saved.get(key) != self.identity.get(key):
-                raise CheckpointError(
-                    f"the checkpoint belongs to a different run: {key} was {saved.get(key)!r}, now {self.identity.get(key)!r}"
-                )
+        difference = _first_difference(saved, self.identity)
+        if difference is not None:
+            key, was, now = difference
+            raise CheckpointError(f"the checkpoint belongs to a different run: {key} was {was!r}, now {now!r}")
 
     def _one_step(self) -> tuple[float, float]:
         start = time.perf_counter()
         lr = self.config.learning_rate_at(self.step, self.total)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total_loss = 0.0
         accum = self.config.grad_accum
-        for j in range(accum):
-            ids = self.data.batch(self.order(self.step * accum + j)).to(self.device)
-            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-                loss = lm_loss(self.module(ids), ids)
-            (loss / accum).backward()
-            total_loss += loss.item() / accum
-        if self.config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(list(self.trainable.params.values()), self.config.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        batches = [self.data.batch(self.order(self.step * accum + j)) for j in range(accum)]
+        loss = train_step(self.module, self.optimizer, list(self.trainable.params.values()), batches,
+                          max_grad_norm=self.config.max_grad_norm, device=self.device, dtype=self.dtype)
         self.step += 1
-        if not torch.isfinite(torch.tensor(total_loss)):
-            raise TrainingError(f"the training loss became {total_loss} at step {self.step}; lower the learning rate")
-        return total_loss, time.perf_counter() - start
+        if not math.isfinite(loss):
+            raise TrainingError(f"the training loss became {loss} at step {self.step}; lower the learning rate")
+        return loss, time.perf_counter() - start
 
     def _after_step(self, loss: float, seconds: float, bar: TrainProgress) -> None:
         cfg = self.config
@@ -321,3 +338,14 @@ class _Run:
                           "initial_val_loss": self.initial_val},
             ),
         )
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted key where two JSON values differ, with both values; ``None`` if equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (path, a, b)

@@ -134,7 +134,8 @@ def train_organ(
     _check_organ(md, organ, layers)
     blocks = data if isinstance(data, BlockData) else load_data(md.path, data, config)
     check_data(md, blocks, config)
-    trainable = build_trainable(md, organ, config.mode)
+    with torch.random.fork_rng(devices=[]):  # building layers draws random initial weights; keep the caller's state
+        trainable = build_trainable(md, organ, config.mode)
     identity = {
         "kind": "organ",
         "hyperparameters": config.hyperparameters(),

@@ -110,8 +110,9 @@ def prepare_blocks(
 ) -> BlockData:
     """Tokenize ``paths`` with ``tokenizer`` and pack them into blocks, streaming.
 
-    ``cache_dir`` is where the anonymous token file lives (default: the system's
-    temporary directory); it vanishes when the returned data is garbage-collected.
+    ``cache_dir`` (created if missing) is where the anonymous token file lives
+    (default: the system's temporary directory); the file has no name and
+    vanishes when the returned data is garbage-collected.
     Raises :class:`DataError` for empty, binary or non-UTF-8 input and for data
     too small for one block (or for a split, when ``val_fraction`` > 0).
     """
@@ -120,6 +121,8 @@ def prepare_blocks(
     files = text_files(paths)
     eos = tokenizer.eos_token_id
     hasher = hashlib.sha256()
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
     fh = tempfile.TemporaryFile(prefix="organfed-tokens-", dir=cache_dir)
     buffer: list[int] = []
     tokens = documents = 0

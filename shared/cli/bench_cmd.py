@@ -7,6 +7,8 @@ import importlib
 
 BENCH_MODULES = (
     "organfed.shared.bench.surgery",
+    "organfed.shared.bench.training",
+    "organfed.shared.bench.envelope",
 )
 
 
