@@ -120,9 +120,10 @@ def general_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Run a test on one torch thread: on shared cores two threads stall each other (10x slower here)."""
+    """Run every test on one torch thread: tiny models gain nothing from more, and on shared cores
+    two threads stall each other (10x slower here)."""
     import torch
 
     before = torch.get_num_threads()
