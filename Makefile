@@ -15,12 +15,12 @@ $(BIN)/python:
 
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[dev,simulation]" --config-settings editable_mode=strict
+	$(BIN)/pip install -qq -e ".[dev,simulation]" --config-settings editable_mode=strict
 	touch $@
 
 # Strict editable installs link each module at install time: relink when a source file changes.
 $(VENV)/.package: $(VENV)/.deps $(SOURCES)
-	$(BIN)/pip install -q --no-deps -e . --config-settings editable_mode=strict
+	$(BIN)/pip install -qq --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
 install: $(VENV)/.package

@@ -24,7 +24,7 @@ from transformers import PreTrainedModel
 
 from organfed.client.config import TrainConfig
 from organfed.client.loop import LoopStats, RunControl, Trainable, run_training
-from organfed.client.train import check_data, load_data
+from organfed.client.train import check_data, load_data, run_record
 from organfed.shared.atomic import fsync_dir, write_json_atomic
 from organfed.shared.blocks import BlockData, DataStats
 from organfed.shared.data import load_tokenizer
@@ -154,14 +154,6 @@ def train_baseline(
         "method": method.value,
         "base_fingerprint": identity["base_fingerprint"],
         "lora": identity["lora"],
-        "steps": stats.steps,
-        "tokens_seen": stats.tokens,
-        "data": blocks.stats.to_dict(),
-        "final_train_loss": stats.train_loss,
-        "final_val_loss": stats.val_loss,
-        "initial_val_loss": stats.initial_val_loss,
-        "seed": config.seed,
-        "hyperparameters": config.hyperparameters(),
-        "trainable_parameters": stats.trainable_parameters,
+        **run_record(config, stats, blocks.stats),
     }
     return BaselineResult(final.to("cpu").eval(), method, stats, blocks.stats, provenance)

@@ -154,11 +154,9 @@ def train_organ(
     return TrainResult(trained, stats, blocks.stats)
 
 
-def training_provenance(config: TrainConfig, stats: LoopStats, data: DataStats, start: Organ) -> dict[str, Any]:
-    """What the organ's manifest records about how it was trained."""
-    device = resolve_device(config.device)
+def run_record(config: TrainConfig, stats: LoopStats, data: DataStats) -> dict[str, Any]:
+    """What any training run (organ or baseline) records about itself: counts, losses, settings, never the data."""
     return {
-        "mode": config.mode.value,
         "steps": stats.steps,
         "tokens_seen": stats.tokens,
         "data": data.to_dict(),
@@ -168,6 +166,15 @@ def training_provenance(config: TrainConfig, stats: LoopStats, data: DataStats, 
         "seed": config.seed,
         "hyperparameters": config.hyperparameters(),
         "trainable_parameters": stats.trainable_parameters,
+    }
+
+
+def training_provenance(config: TrainConfig, stats: LoopStats, data: DataStats, start: Organ) -> dict[str, Any]:
+    """What the organ's manifest records about how it was trained."""
+    device = resolve_device(config.device)
+    return {
+        "mode": config.mode.value,
+        **run_record(config, stats, data),
         "initial_organ_digest": start.manifest.tensor_digest,
         "device_type": device.type,
         "precision": "bf16" if autocast_dtype(config, device) is torch.bfloat16 else "fp32",

@@ -99,6 +99,18 @@ def demo_run_config(work: Path, keys: FederationKeys, corpora: DemoCorpora, *, r
     }
 
 
+def follow_run(fed: LocalFederation, run_id: int, work: Path, *, organs: int, timeout: float) -> None:
+    """Show the run's progress until it ends; raise :class:`FederationError` (log saved) unless it completed."""
+    follower = EventFollower(work / "coordinator" / "runs" / "demo" / "events.jsonl", total=organs)
+    try:
+        status = fed.wait(run_id, timeout, on_poll=follower.poll)
+    finally:
+        follower.close()
+    if not status.ok:
+        (work / "run.log").write_text(fed.run_log(run_id))
+        raise FederationError(f"the run ended {status.status}: {status.details} (log: {work / 'run.log'})")
+
+
 def show_report(work: Path) -> Path:
     """Print the demo run's report and where its files are; return the report's path."""
     report = work / "coordinator" / "runs" / "demo" / "report.md"
@@ -132,35 +144,27 @@ def _run_demo(config: DemoConfig) -> Path:
     work = config.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    print(f"organfed demo in {work}")
-    print("[1/5] demo data: one domain corpus per site (built once, cached)")
+    print(f"organfed demo in {work}", flush=True)
+    print("[1/5] demo data: one domain corpus per site (built once, cached)", flush=True)
     corpora = build_demo_corpora(config.corpora_dir)
-    print("[2/5] identities: coordinator and sites, each enrolled with the other side")
+    print("[2/5] identities: coordinator and sites, each enrolled with the other side", flush=True)
     keys = make_federation_keys(work / "keys", list(SITES))
     app_dir = write_flower_app(work / "app")
     threads = max(1, (os.cpu_count() or 2) // len(SITES))
     with LocalFederation(work / "federation") as fed:
-        print("[3/5] SuperLink with TLS and SuperNode authentication")
+        print("[3/5] SuperLink with TLS and SuperNode authentication", flush=True)
         fed.start_superlink()
-        print(f"[4/5] {len(SITES)} SuperNodes: " + ", ".join(f"{s} ({d.value} text)" for s, d in SITES.items()))
+        print(f"[4/5] {len(SITES)} SuperNodes: " + ", ".join(f"{s} ({d.value} text)" for s, d in SITES.items()), flush=True)
         for site, domain in SITES.items():
             node = NodeConfig(site, demo_base_dir(), (corpora[domain].train.text,), keys.sites[site].key_dir,
                               keys.sites[site].trust_dir, work / "sites" / site / "state", config.device)
             fed.start_supernode(site, node.to_node_config(), fed.make_node_key(site), threads=threads)
         fed.wait_online(list(SITES))
-        print(f"[5/5] federated run: {config.rounds} rounds, {config.method.value}, {config.mode.value} training, {config.steps} steps per round")
+        print(f"[5/5] federated run: {config.rounds} rounds, {config.method.value}, {config.mode.value} training, {config.steps} steps per round", flush=True)
         run_config = demo_run_config(work, keys, corpora, rounds=config.rounds, method=config.method, mode=config.mode,
                                      steps=config.steps, learning_rate=config.learning_rate, device=config.device,
                                      min_sites=config.min_sites, wait_for=len(SITES))
-        run_id = fed.submit(app_dir, run_config)
-        follower = EventFollower(work / "coordinator" / "runs" / "demo" / "events.jsonl", total=config.rounds * len(SITES))
-        try:
-            status = fed.wait(run_id, config.timeout, on_poll=follower.poll)
-        finally:
-            follower.close()
-        if not status.ok:
-            (work / "run.log").write_text(fed.run_log(run_id))
-            raise FederationError(f"the federated run ended {status.status}: {status.details} (log: {work / 'run.log'})")
+        follow_run(fed, fed.submit(app_dir, run_config), work, organs=config.rounds * len(SITES), timeout=config.timeout)
     report = show_report(work)
     print(f"done in {time.monotonic() - started:.0f} s; every process started by the demo has been stopped")
     return report

@@ -16,9 +16,9 @@ from pathlib import Path
 from organfed.client.config import TrainMode
 from organfed.client.node import NodeConfig
 from organfed.server.aggregate import Method
-from organfed.server.demo import EventFollower, demo_run_config, show_report, terminate_as_exit
+from organfed.server.demo import demo_run_config, follow_run, show_report, terminate_as_exit
 from organfed.server.enrolment import make_federation_keys
-from organfed.server.federation import FederationError, LocalFederation
+from organfed.server.federation import LocalFederation
 from organfed.server.flower_app import write_flower_app
 from organfed.shared.atomic import write_bytes_atomic, write_json_atomic
 from organfed.shared.demo.base_model import demo_base_dir
@@ -87,13 +87,6 @@ def run_simulation(config: SimulationConfig) -> Path:
         with LocalFederation(work / "federation") as fed:
             fed.start_superlink(simulation=True)
             run_id = fed.submit(write_flower_app(work / "app"), run_config, virtual_nodes=config.num_sites)
-            follower = EventFollower(work / "coordinator" / "runs" / "demo" / "events.jsonl", config.rounds * config.num_sites)
-            try:
-                status = fed.wait(run_id, config.timeout, on_poll=follower.poll)
-            finally:
-                follower.close()
-            if not status.ok:
-                (work / "run.log").write_text(fed.run_log(run_id))
-                raise FederationError(f"the simulated run ended {status.status}: {status.details} (log: {work / 'run.log'})")
+            follow_run(fed, run_id, work, organs=config.rounds * config.num_sites, timeout=config.timeout)
         return show_report(work)
 

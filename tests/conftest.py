@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from organfed.shared.tiny import FAMILIES, write_tiny_model
 
@@ -124,9 +125,19 @@ def general_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def one_torch_thread():
     """Run every test on one torch thread: tiny models gain nothing from more, and on shared cores
     two threads stall each other (10x slower here)."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _site_text(site: str, seed: int) -> str:
+    gen = torch.Generator().manual_seed(seed)
+    words = [f"{site}{i}" for i in range(40)]
+    return "\n".join(" ".join(words[int(j)] for j in torch.randint(0, 40, (12,), generator=gen)) for _ in range(300))
+
+
+@pytest.fixture(scope="session")
+def site_text():
+    """``site_text(site, seed)``: a site's own synthetic text (its words exist nowhere else)."""
+    return _site_text

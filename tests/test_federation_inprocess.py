@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
-import torch
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
@@ -76,14 +75,8 @@ class LocalGrid(Grid):
         return self.pull_messages(list(self.push_messages(list(messages))))
 
 
-def site_text(site: str, seed: int) -> str:
-    gen = torch.Generator().manual_seed(seed)
-    words = [f"{site}{i}" for i in range(40)]
-    return "\n".join(" ".join(words[int(j)] for j in torch.randint(0, 40, (12,), generator=gen)) for _ in range(300))
-
-
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory):
+def federation(tmp_path_factory, site_text):
     root = tmp_path_factory.mktemp("fed")
     base = write_tiny_model("gpt2", root / "base", seed=3)
     keys = make_federation_keys(root / "keys", SITES)

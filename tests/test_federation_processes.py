@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from organfed.client.node import NodeConfig
 from organfed.server.enrolment import make_federation_keys
@@ -25,14 +24,8 @@ pytestmark = pytest.mark.slow
 SITES = ("north", "south", "east")
 
 
-def site_text(site: str, seed: int) -> str:
-    gen = torch.Generator().manual_seed(seed)
-    words = [f"{site}{i}" for i in range(40)]
-    return "\n".join(" ".join(words[int(j)] for j in torch.randint(0, 40, (12,), generator=gen)) for _ in range(300))
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, site_text):
     root = tmp_path_factory.mktemp("procs")
     base = write_tiny_model("gpt2", root / "base", seed=3)
     keys = make_federation_keys(root / "keys", SITES)
@@ -124,3 +117,38 @@ def test_a_killed_coordinator_resumes_without_redoing_a_round(setup, tmp_path):
     assert final.completed_rounds == 2 and final.history[0] == first.history[0]
     assert any(e["event"] == "resume" and e["completed_rounds"] == 1 for e in events(work))
     assert sum(1 for e in events(work) if e["event"] == "round-start" and e["round"] == 1) == 1
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_ctrl_c_on_the_demo_ends_every_process_it_started(tmp_path):
+    """The demo is interrupted once its federation is up; nothing it started may survive."""
+    import signal
+    import subprocess
+    import sys
+
+    work = tmp_path / "demo"
+    organfed = str(Path(sys.executable).parent / "organfed")
+    proc = subprocess.Popen([organfed, "demo", "--workdir", str(work), "--corpora-dir", str(tmp_path / "corpora"), "--steps", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        if line.startswith("[5/5]") or time.monotonic() > deadline:
+            break
+    assert _processes_mentioning(str(work)), "the federation should be running"
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    time.sleep(1)
+    assert _processes_mentioning(str(work)) == []

@@ -247,10 +247,11 @@ def test_ctrl_c_checkpoints_and_resumes_exactly(tiny_models, train_corpus, tmp_p
         if info.step == 3:
             os.kill(os.getpid(), signal.SIGINT)
 
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the suite runs as a background job
     with pytest.raises(TrainingInterrupted, match="after step 3"):
         train_organ(base, [train_corpus], cfg, control=RunControl(checkpoint_dir=ckpt, on_step=press_ctrl_c, progress=False))
     assert load_checkpoint(ckpt).step == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before, "the caller's Ctrl-C handler is restored"
     resumed = train_organ(base, [train_corpus], cfg, control=RunControl(checkpoint_dir=ckpt, resume=True, progress=False))
     assert resumed.organ.manifest.tensor_digest == full.organ.manifest.tensor_digest
 
