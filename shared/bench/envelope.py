@@ -81,6 +81,16 @@ with open(W / "organ.env", "rb") as src:
 done(step=since(mark))
 """
 
+_OPEN_DISCARD = """
+from organfed.shared.envelope import open_stream, read_header
+from organfed.shared.identity import load_identity, load_key_dir
+coord, site = load_key_dir(W / "coordinator"), load_identity(W / "site")
+mark = clock()
+with open(W / "organ.env", "rb") as src, open(os.devnull, "wb") as dst:
+    open_stream(src, dst, read_header(src), key=coord, sender=site)
+done(step=since(mark))
+"""
+
 _OPEN_FULL = """
 from organfed.shared.audit_log import AuditLog
 from organfed.shared.identity import TrustStore, load_key_dir
@@ -98,6 +108,11 @@ done(step=since(mark))
 
 _IMPORTS = "import organfed.shared.envelope, organfed.shared.identity\ndone()\n"
 _IMPORTS_FULL = "import organfed.shared.sealing\ndone()\n"
+
+
+FLOOR_OF = {"seal": "seal", "open": "open", "open, output discarded": "open"}
+"""Which in-memory floor each step is compared with. Discarding the output shows the format's own
+cost apart from the file system's write path (page cache, writeback, fsync)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -146,17 +161,19 @@ def measure(work: Path, organ: Path, chunk: int, repeats: int) -> dict[str, dict
     runs: dict[str, list[dict[str, float]]] = {}
     for _ in range(repeats):
         floor, floor_rss = _step(work, organ, chunk, _FLOOR)
-        for name, body in (("seal", _SEAL), ("open", _OPEN), ("open + checks", _OPEN_FULL)):
+        for name, body in (("seal", _SEAL), ("open", _OPEN), ("open, output discarded", _OPEN_DISCARD),
+                           ("open + checks", _OPEN_FULL)):
             if name == "open + checks":
                 _step(work, organ, chunk, _SEAL)  # a fresh envelope: the last one's nonce is spent
             timings, rss = _step(work, organ, chunk, body)
             step = timings["step"]
             row = {"mb_per_s": 1000 * gb / step["seconds"], "cpu_s_per_gb": step["cpu_seconds"] / gb,
                    "peak_rss_mib": mib(rss)}
-            if name in floor:
-                row |= {"floor_mb_per_s": 1000 * gb / floor[name]["seconds"],
-                        "floor_cpu_s_per_gb": floor[name]["cpu_seconds"] / gb,
-                        "ratio_to_floor": floor[name]["seconds"] / step["seconds"]}
+            base = FLOOR_OF.get(name)
+            if base is not None:
+                row |= {"floor_mb_per_s": 1000 * gb / floor[base]["seconds"],
+                        "floor_cpu_s_per_gb": floor[base]["cpu_seconds"] / gb,
+                        "ratio_to_floor": floor[base]["seconds"] / step["seconds"]}
             runs.setdefault(name, []).append(row)
         runs.setdefault("floor (in memory)", []).append({"peak_rss_mib": mib(floor_rss)})
     for name, body in (("imports only (envelope)", _IMPORTS), ("imports only (+ torch, checks)", _IMPORTS_FULL)):
