@@ -327,3 +327,27 @@ def test_malformed_replies_and_stolen_site_names_are_contained(attacked, tmp_pat
     assert sorted(record["accepted"]) == ["east", "south"]
     assert "malformed" in record["failures"][garbage_node.site_name]
     assert any("claimed by 2 nodes" in v for v in record["failures"].values())
+
+
+def test_select_best_keeps_one_site_organ(federation, tmp_path):
+    config = run_config(federation, tmp_path, **{"num-rounds": 1, "method": "select-best",
+                                                 "val-data": str(federation["root"] / "val.txt")})
+    run_server(make_grid(federation), config)
+    record = json.loads((tmp_path / "runs" / "test-run" / "report.json").read_text())["history"][0]
+    assert set(record["scores"]) == set(SITES)
+    assert record["selected"] == min(record["scores"], key=record["scores"].get)
+    assert record["result"] == record["accepted"][record["selected"]]
+
+
+def test_per_site_composes_every_site_organ(federation, tmp_path):
+    config = run_config(federation, tmp_path, **{"num-rounds": 2, "method": "per-site"})
+    grid = make_grid(federation)
+    run_server(grid, config)
+    report = json.loads((tmp_path / "runs" / "test-run" / "report.json").read_text())
+    assert report["placement"]["mode"] == "insert" and sorted(report["placement"]["organs"]) == sorted(SITES)
+    assert len(set(report["placement"]["positions"])) == len(SITES)
+    recipient = load_model(tmp_path / "runs" / "test-run" / "recipient")
+    assert recipient.config.n_layer == 6 + 3 * len(SITES)
+    # round 2: each site continued its own organ from round 1
+    state = OrganStore(tmp_path / "store").state("test-run")
+    assert state.history[1]["accepted"].keys() == state.history[0]["accepted"].keys()
