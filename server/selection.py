@@ -1,9 +1,11 @@
 """Where organs go in the recipient, and measuring a recipient in memory (for select-best and the report).
 
-The placement rule: ``in-situ`` organs replace the layers they were trained
-at; ``wrapper`` organs are inserted after the embedding (position 0, where the
-paper and our own measurements find them useful); ``per-site`` organs are
-inserted at distinct positions. ``final-mode``/``final-position`` override it.
+The placement rule: an organ replaces the layers it came from, in either
+training mode; ``per-site`` organs are inserted at distinct positions.
+``final-mode``/``final-position`` override it. (A wrapper organ gains most on
+its own domain at position 0, but there it wrecks everything else: see the
+position sweep in docs/benchmarks.md; at its source position it gains less and
+forgets least, which suits an average of several sites' organs.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import PreTrainedModel
 
-from organfed.client.config import TrainMode
 from organfed.server.aggregate import Contribution, Method
 from organfed.server.config import FinalMode
 from organfed.shared.data import load_token_ids, load_tokenizer
@@ -45,12 +46,8 @@ def layout(co: Coordinator, count: int = 1, names: Sequence[str] = ()) -> Layout
         chosen = cfg.site_positions
         positions = tuple(chosen.get(name, min(source + i, co.base.num_layers)) for i, name in enumerate(names))
         return Layout(mode, positions)
-    if cfg.final_mode is not FinalMode.AUTO:
-        mode = TransplantMode(cfg.final_mode.value)
-    else:
-        mode = TransplantMode.INSERT if cfg.mode is TrainMode.WRAPPER else TransplantMode.REPLACE
-    default = 0 if mode is TransplantMode.INSERT and cfg.mode is TrainMode.WRAPPER else source
-    return Layout(mode, (cfg.final_position if cfg.final_position >= 0 else default,) * count)
+    mode = TransplantMode.REPLACE if cfg.final_mode is FinalMode.AUTO else TransplantMode(cfg.final_mode.value)
+    return Layout(mode, (cfg.final_position if cfg.final_position >= 0 else source,) * count)
 
 
 class Evaluator:
