@@ -146,14 +146,23 @@ def load_checkpoint(directory: Path | str) -> Checkpoint | None:
             tensors = {k: read_tensor(fh, e) for k, e in header.entries.items()}
     except OrganFormatError as exc:
         raise CheckpointError(str(exc)) from exc
-    return Checkpoint(
-        step=int(state["step"]),
-        params={k[len(_PARAM):]: v for k, v in tensors.items() if k.startswith(_PARAM)},
-        optimizer=unflatten_optimizer(tensors, state["optimizer"]),
-        rng=state["rng"],
-        run=state["run"],
-        progress=state["progress"],
-    )
+    try:
+        step = state["step"]
+        if type(step) is not int or step < 0:
+            raise ValueError(f"step {step!r}")
+        checkpoint = Checkpoint(
+            step=step,
+            params={k[len(_PARAM):]: v for k, v in tensors.items() if k.startswith(_PARAM)},
+            optimizer=unflatten_optimizer(tensors, state["optimizer"]),
+            rng=state["rng"],
+            run=state["run"],
+            progress=state["progress"],
+        )
+        if not all(isinstance(x, dict) for x in (checkpoint.rng, checkpoint.run, checkpoint.progress)):
+            raise TypeError("rng, run and progress must be objects")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is malformed ({exc})") from None
+    return checkpoint
 
 
 def remove_checkpoint(directory: Path | str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from organfed.shared.errors import ConfigError
 
 DEFAULT_STEPS = 200
+MAX_SEED = 2**32
 
 
 class TrainMode(str, Enum):
@@ -94,8 +95,9 @@ class TrainConfig:
         self._need("warmup_steps", _is_int(self.warmup_steps) and self.warmup_steps >= 0, "an integer >= 0")
         self._need("min_lr_ratio", _is_num(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1, "a number in [0, 1]")
         self._need("max_grad_norm", self.max_grad_norm is None or (_is_num(self.max_grad_norm) and self.max_grad_norm > 0), "None or a number > 0")
-        self._need("seed", _is_int(self.seed), "an integer")
-        self._need("split_seed", _is_int(self.split_seed), "an integer")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            self._need(name, _is_int(value) and 0 <= value < MAX_SEED, f"an integer in [0, {MAX_SEED})")
         self._need("val_fraction", _is_num(self.val_fraction) and 0 <= self.val_fraction < 1, "a number in [0, 1)")
         for name in ("eval_every", "checkpoint_every"):
             self._need(name, getattr(self, name) is None or (_is_int(getattr(self, name)) and getattr(self, name) >= 1), "None or an integer >= 1")

@@ -129,8 +129,10 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     """bf16 when asked for, or on ``auto`` when the CUDA device supports it; else ``None`` (fp32)."""
     if config.precision is Precision.BF16:
         return torch.bfloat16
-    if config.precision is Precision.AUTO and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    if config.precision is Precision.AUTO and device.type == "cuda":
+        with torch.cuda.device(device):  # native bf16 only: emulated bf16 (pre-Ampere) is slower than fp32
+            if torch.cuda.is_bf16_supported(including_emulation=False):
+                return torch.bfloat16
     return None
 
 
@@ -239,7 +241,7 @@ class _Run:
                 while self.step < self.total:
                     in_step = True
                     loss, seconds = self._one_step()
-                    in_step = False
+                    in_step = False  # step, tokens and losses are consistent again: a checkpoint may be taken
                     bar.update(self.step, loss=loss, tokens=self.config.blocks_per_step * self.config.block_size)
                     self._after_step(loss, seconds, bar)
                     if stop.set:
@@ -305,16 +307,17 @@ class _Run:
         batches = [self.data.batch(self.order(self.step * accum + j)) for j in range(accum)]
         loss = train_step(self.module, self.optimizer, list(self.trainable.params.values()), batches,
                           max_grad_norm=self.config.max_grad_norm, device=self.device, dtype=self.dtype)
-        self.step += 1
         if not math.isfinite(loss):
-            raise TrainingError(f"the training loss became {loss} at step {self.step}; lower the learning rate")
-        return loss, time.perf_counter() - start
+            raise TrainingError(f"the training loss became {loss} at step {self.step + 1}; lower the learning rate")
+        seconds = time.perf_counter() - start
+        self.step += 1  # the step's bookkeeping, all together
+        self.tokens += self.config.blocks_per_step * self.config.block_size
+        self.recent = (self.recent + [loss])[-RECENT_LOSSES:]
+        self.step_seconds.append(seconds)
+        return loss, seconds
 
     def _after_step(self, loss: float, seconds: float, bar: TrainProgress) -> None:
         cfg = self.config
-        self.tokens += cfg.blocks_per_step * cfg.block_size
-        self.recent = (self.recent + [loss])[-RECENT_LOSSES:]
-        self.step_seconds.append(seconds)
         if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total:
             val = self.evaluate()
             self.history.append({"step": self.step, "train_loss": statistics.fmean(self.recent), "val_loss": val})
@@ -330,7 +333,7 @@ class _Run:
             self.control.checkpoint_dir,
             Checkpoint(
                 step=self.step,
-                params={n: p.detach().clone() for n, p in self.trainable.params.items()},
+                params={n: p.detach().to("cpu", copy=True) for n, p in self.trainable.params.items()},
                 optimizer=self.optimizer.state_dict(),
                 rng=capture_rng(self.device),
                 run=self.identity,

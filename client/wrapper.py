@@ -20,7 +20,10 @@ from organfed.shared.safetensors_io import read_tensor
 
 
 def load_shell(md: ModelDir, *, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """The recipient's causal LM with no decoder layers, its end tensors loaded, frozen, in eval mode."""
+    """The recipient's causal LM with no decoder layers, its end tensors loaded and frozen (requires_grad off).
+
+    Its dropout follows the training mode of the module around it, as in in-situ training and the baselines.
+    """
     config = md.adapter.resized_config(md.config, 0)
     kwargs = {"attn_implementation": "eager"} if md.adapter.name == "gpt-oss" else {}
     shell = AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)

@@ -19,6 +19,7 @@ import torch
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
+from organfed.client.config import MAX_SEED
 from organfed.server.aggregate import Contribution, Method, aggregate
 from organfed.server.coordinator import Coordinator
 from organfed.server.selection import select_best
@@ -94,11 +95,18 @@ def greet(grid: Grid, co: Coordinator, nodes: Iterable[int], round_number: int) 
     return sites, failures
 
 
+def round_seed(seed: int, round_number: int) -> int:
+    """Each round's training seed: a new batch order and new dropout masks every round (``split-seed``
+    stays, so a site's validation blocks never move)."""
+    return (seed + 7919 * round_number) % MAX_SEED
+
+
 def _instructions(co: Coordinator, round_number: int) -> RoundInstructions:
     cfg = co.config
+    train = {**cfg.train.hyperparameters(), "seed": round_seed(cfg.train.seed, round_number)}
     return RoundInstructions(
         run_id=cfg.run_id, round=round_number, base_fingerprint=co.base_fingerprint, layers=cfg.layers,
-        coordinator_key_id=co.key.identity.key_id, ttl=_ttl(co), train=cfg.train.hyperparameters(),
+        coordinator_key_id=co.key.identity.key_id, ttl=_ttl(co), train=train,
     )
 
 

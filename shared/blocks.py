@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from organfed.shared.data import iter_pieces, text_files
+from organfed.shared.data import iter_pieces, iter_token_ids, text_files
 from organfed.shared.errors import ConfigError, DataError
 
 TOKEN_DTYPE = np.dtype("<u4")
@@ -64,11 +64,6 @@ class BlockData:
     def batch(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
         """The blocks ``indices`` as a ``(len(indices), block_size)`` tensor of token ids."""
         return torch.from_numpy(self.blocks[np.asarray(indices, dtype=np.int64)].astype(np.int64))
-
-    def token_ids(self, which: str = "val") -> torch.Tensor:
-        """All tokens of the ``"train"`` or ``"val"`` blocks as one 1-D tensor, block after block."""
-        indices = {"train": self.train, "val": self.val}[which]
-        return self.batch(indices).reshape(-1)
 
 
 def split_hash(indices: np.ndarray, seed: int) -> np.ndarray:
@@ -119,7 +114,6 @@ def prepare_blocks(
     if block_size < 2:
         raise ConfigError(f"block_size must be at least 2, got {block_size}")
     files = text_files(paths)
-    eos = tokenizer.eos_token_id
     hasher = hashlib.sha256()
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
@@ -136,12 +130,9 @@ def prepare_blocks(
         tokens += len(buffer)
         buffer.clear()
 
-    for text, ends in iter_pieces(files):
-        buffer += tokenizer(text, add_special_tokens=False)["input_ids"]
-        if ends:
-            documents += 1
-            if eos is not None:
-                buffer.append(eos)
+    for ids, ends in iter_token_ids(tokenizer, iter_pieces(files)):
+        buffer += ids
+        documents += ends
         if len(buffer) >= _FLUSH_TOKENS:
             flush()
     flush()

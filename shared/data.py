@@ -18,7 +18,6 @@ from organfed.shared.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".rst", ".jsonl", ".py")
 PIECE_BYTES = 1 << 20
-_SNIFF_BYTES = 8192
 
 
 def text_files(paths: Sequence[Path | str]) -> list[Path]:
@@ -44,7 +43,7 @@ def text_files(paths: Sequence[Path | str]) -> list[Path]:
 
 
 def _decode(path: Path, raw: bytes, offset: int) -> str:
-    if b"\x00" in raw[:_SNIFF_BYTES] or (offset == 0 and b"\x00" in raw):
+    if b"\x00" in raw:
         raise DataError(f"{path}: looks binary (NUL bytes), not text")
     try:
         return raw.decode("utf-8")
@@ -124,15 +123,6 @@ def iter_pieces(paths: Sequence[Path | str]) -> Iterator[tuple[str, bool]]:
         raise DataError(f"no text in {', '.join(str(p) for p in paths)}: the data is empty")
 
 
-def iter_documents(paths: Sequence[Path | str]) -> Iterator[str]:
-    """Stream the documents of ``paths``: one per ``.jsonl`` record, pieces of plain files otherwise.
-
-    Raises :class:`DataError` if a file is binary, not UTF-8, or every file is empty.
-    """
-    for text, _ in iter_pieces(paths):
-        yield text
-
-
 def load_tokenizer(model_dir: Path | str) -> PreTrainedTokenizerBase:
     """The model's own tokenizer, from its directory (never the hub)."""
     try:
@@ -143,18 +133,24 @@ def load_tokenizer(model_dir: Path | str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def iter_token_ids(tokenizer: PreTrainedTokenizerBase, documents: Iterable[str]) -> Iterator[list[int]]:
-    """Token ids per document, each followed by the end-of-text token when the tokenizer has one."""
+def iter_token_ids(tokenizer: PreTrainedTokenizerBase, pieces: Iterable[tuple[str, bool]]) -> Iterator[tuple[list[int], bool]]:
+    """Token ids per piece of :func:`iter_pieces`, with the end-of-text token after each document's last piece.
+
+    Training (:mod:`organfed.shared.blocks`) and evaluation both tokenize through here, so they see one stream.
+    """
     eos = tokenizer.eos_token_id
-    for text in documents:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        yield ids + ([eos] if eos is not None else [])
+    for text, ends in pieces:
+        try:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"the tokenizer refused the text ({exc})") from None
+        yield ids + ([eos] if ends and eos is not None else []), ends
 
 
 def load_token_ids(tokenizer: PreTrainedTokenizerBase, paths: Sequence[Path | str], *, max_tokens: int | None = None) -> torch.Tensor:
     """All token ids of ``paths`` as one 1-D tensor (stopping after ``max_tokens`` if given)."""
     out: list[int] = []
-    for ids in iter_token_ids(tokenizer, iter_documents(paths)):
+    for ids, _ in iter_token_ids(tokenizer, iter_pieces(paths)):
         out += ids
         if max_tokens is not None and len(out) >= max_tokens:
             del out[max_tokens:]

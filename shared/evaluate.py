@@ -49,6 +49,8 @@ def perplexity(model: nn.Module, ids: torch.Tensor, *, block_size: int, stride: 
     """Perplexity of ``model`` (anything returning ``.logits`` or logits) on 1-D ``ids``."""
     if ids.numel() < 2:
         raise DataError(f"need at least 2 tokens to measure perplexity, got {ids.numel()}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     stride = stride or block_size
     device = next(model.parameters()).device
     start = time.perf_counter()

@@ -79,3 +79,11 @@ def test_trimmed_mean_trims_at_least_one_of_three():
 def test_negative_token_counts_are_refused(start):
     with pytest.raises(ConfigError, match="negative"):
         aggregate(Method.FEDAVG, [shifted(start, "a", 0.0, 1000), shifted(start, "b", 1.0, -999)])
+
+
+def test_every_round_trains_with_its_own_seed():
+    from organfed.server.rounds import round_seed
+
+    seeds = [round_seed(0, r) for r in range(1, 6)]
+    assert len(set(seeds)) == 5 and all(0 <= s < 2**32 for s in seeds)
+    assert round_seed(2**32 - 1, 3) < 2**32

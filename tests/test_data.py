@@ -131,3 +131,17 @@ def test_bad_split_settings_are_config_errors(tokenizer, train_corpus):
 def test_the_token_file_leaves_nothing_behind(tokenizer, train_corpus, tmp_path):
     data = prepare_blocks(tokenizer, [train_corpus], block_size=32, cache_dir=tmp_path / "new" / "cache")
     assert data.stats.blocks > 0 and list((tmp_path / "new" / "cache").iterdir()) == []
+
+
+def test_evaluation_and_training_put_one_end_of_text_per_document(tmp_path, monkeypatch):
+    """Plain files are read in pieces; only a document's last piece gets the end-of-text token."""
+    from organfed.shared import data as data_module
+    from organfed.shared.data import load_token_ids
+    from organfed.shared.tiny import byte_tokenizer
+
+    monkeypatch.setattr(data_module, "PIECE_BYTES", 100)
+    path = tmp_path / "doc.txt"
+    path.write_text("a line of text\n" * 40)
+    tokenizer = byte_tokenizer()
+    ids = load_token_ids(tokenizer, [path])
+    assert int((ids == tokenizer.eos_token_id).sum()) == 1 and int(ids[-1]) == tokenizer.eos_token_id

@@ -347,3 +347,11 @@ def test_cli_refuses_cuda_without_a_device(tiny_models, train_corpus, tmp_path, 
     code = main(["train", "--model", str(tiny_models["gpt2"]), "--data", str(train_corpus), "--device", "cuda",
                  "--block-size", "32", "--out", str(tmp_path / "o.safetensors"), "--no-progress"])
     assert code == 1 and "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["seed", "split_seed"])
+def test_seeds_out_of_range_are_refused(field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**{field: 2**45})
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**{field: -1})

@@ -32,7 +32,7 @@ from organfed.shared.atomic import write_bytes_atomic, write_json_atomic
 from organfed.shared.blocks import BatchOrder, BlockData
 from organfed.shared.cli.common import layer_range
 from organfed.shared.data import load_token_ids, load_tokenizer
-from organfed.shared.errors import TrainingError
+from organfed.shared.errors import TrainingError, TrainingInterrupted
 from organfed.shared.evaluate import perplexity
 from organfed.shared.model_dir import load_model, open_model_dir
 from organfed.shared.organ import Organ
@@ -124,6 +124,8 @@ def train_one(setup: Setup, method: str, lr: float, work: Path) -> tuple[Run, Or
     """Train ``method`` at ``lr`` and score the deployed model; a run that diverges scores infinity."""
     try:
         return _train_and_score(setup, method, lr, work)
+    except TrainingInterrupted:  # Ctrl-C stops the benchmark; it is not a diverged run
+        raise
     except TrainingError:  # the loss stopped being finite
         inf = float("inf")
         return Run(method, lr, inf, inf, inf, inf, 0, 0.0), None
