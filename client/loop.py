@@ -64,9 +64,14 @@ Prepare = Callable[[Trainable, TrainConfig], tuple[nn.Module, torch.optim.Optimi
 
 
 def adamw(trainable: Trainable, config: TrainConfig) -> tuple[nn.Module, torch.optim.Optimizer]:
-    """AdamW over the trainable parameters in name order (one group; the loop sets the learning rate)."""
+    """AdamW over the trainable parameters in name order; the loop sets the learning rate of every group.
+
+    Weight decay applies to matrices only: biases and norm gains (1-D) are not pulled towards zero.
+    """
     params = [trainable.params[name] for name in sorted(trainable.params)]
-    return trainable.module, torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return trainable.module, torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate)
 
 
 @dataclass(frozen=True)

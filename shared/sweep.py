@@ -27,6 +27,7 @@ from organfed.shared.model_dir import load_model, open_model_dir
 from organfed.shared.organ import Organ
 from organfed.shared.plots import plot_sweeps
 from organfed.shared.progress import progress_iter
+from organfed.shared.safetensors_io import DTYPES
 from organfed.shared.surgery import Placement, TransplantMode, TransplantPlan, plan_transplant
 
 
@@ -50,6 +51,7 @@ class SweepResult:
     base_general: float | None
     points: tuple[SweepPoint, ...]
     tokens: dict[str, int]
+    warnings: tuple[str, ...] = ()
 
     def best(self) -> SweepPoint:
         """The position with the lowest domain perplexity."""
@@ -76,6 +78,8 @@ class ComposedModel(nn.Module):
 def planned_layers(model: PreTrainedModel, adapter: FamilyAdapter, plan: TransplantPlan) -> list[nn.Module]:
     """The layer list a transplant ``plan`` writes, built in memory from ``model`` and the organs."""
     base = adapter.layers(model)
+    stored = {suffix: DTYPES[entry.dtype] for suffix, (_, entry) in plan.recipient.layer_entries(0).items()}
+    like = next(model.parameters())
     built: dict[int, dict[int, nn.Module]] = {}
     out: list[nn.Module] = []
     for index, src in enumerate(plan.layers):
@@ -86,9 +90,19 @@ def planned_layers(model: PreTrainedModel, adapter: FamilyAdapter, plan: Transpl
             first = index - src.layer
             organ = plan.placements[src.placement].organ
             layers = organ.build_layers(model.config, range(first, first + organ.manifest.num_layers))
-            built[src.placement] = dict(enumerate(layers.to(next(model.parameters()).device)))
+            _round_through(layers, stored)
+            built[src.placement] = dict(enumerate(layers.to(device=like.device, dtype=like.dtype)))
         out.append(built[src.placement][src.layer])
     return out
+
+
+@torch.no_grad()
+def _round_through(layers: nn.ModuleList, stored: dict[str, torch.dtype]) -> None:
+    """Round each weight through the dtype the recipient stores it in, as a written transplant does."""
+    for layer in layers:
+        for name, tensor in layer.state_dict().items():
+            if name in stored and tensor.is_floating_point():
+                tensor.copy_(tensor.to(stored[name]))
 
 
 def valid_positions(num_layers: int, organ_size: int, mode: TransplantMode) -> range:
@@ -130,9 +144,10 @@ def position_sweep(
         return domain, general
 
     base_domain, base_general = measure(None)
-    points = []
+    points, warnings = [], {}
     for position in progress_iter(positions, desc=f"sweep {label} ({mode.value})", enabled=progress):
         plan = plan_transplant(md.path, [Placement(organ, position, label)], mode)
+        warnings.update(dict.fromkeys(plan.warnings))  # the same for every position; kept once, in order
         domain, general = measure(planned_layers(model, md.adapter, plan))
         points.append(SweepPoint(position, domain, general))
     return SweepResult(
@@ -145,6 +160,7 @@ def position_sweep(
         base_general=base_general,
         points=tuple(points),
         tokens={"domain": int(domain_ids.numel()), "general": int(general_ids.numel()) if general_ids is not None else 0},
+        warnings=tuple(warnings),
     )
 
 
@@ -155,6 +171,7 @@ def sweep_markdown(results: Sequence[SweepResult]) -> str:
         general = r.base_general is not None
         parts.append(f"**{r.label}** ({r.mode}; organ from layers {r.organ_layers[0]}:{r.organ_layers[1]} "
                      f"of {r.num_layers}; best position {r.best().position})\n")
+        parts += [f"> {w}\n" for w in r.warnings]
         head = "| position | domain ppl | vs base |" + (" general ppl | vs base |" if general else "")
         parts += [head, "|" + " ---: |" * (head.count("|") - 1)]
         parts.append(f"| base | {r.base_domain:.2f} | |" + (f" {r.base_general:.2f} | |" if general else ""))
@@ -188,5 +205,6 @@ def read_sweep(path: Path | str) -> list[SweepResult]:
         item.pop("best_position", None)
         item["points"] = tuple(SweepPoint(**p) for p in item["points"])
         item["organ_layers"] = tuple(item["organ_layers"])
+        item["warnings"] = tuple(item.get("warnings", ()))
         out.append(SweepResult(**item))
     return out

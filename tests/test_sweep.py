@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
 from organfed.client.train import initial_organ
 from organfed.shared.cli.main import main
@@ -40,6 +42,18 @@ def test_sweep_matches_real_transplants(tiny_models, domain_ids, tmp_path, famil
         out = transplant(base, [Placement(organ, point.position)], mode, tmp_path / f"r{point.position}").out
         assert point.domain == perplexity(load_model(out), domain_ids, block_size=64).perplexity
     assert result.base_domain == perplexity(load_model(base), domain_ids, block_size=64).perplexity
+    assert len(result.warnings) == 1 and result.warnings[0].startswith("WARNING: organ was trained on base")
+
+
+def test_a_float32_organ_is_swept_in_a_bfloat16_recipient_as_transplant_converts_it(tiny_models, domain_ids, tmp_path):
+    AutoModelForCausalLM.from_pretrained(tiny_models["llama"]).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    load_tokenizer(tiny_models["llama"]).save_pretrained(tmp_path / "bf16")
+    organ = initial_organ(tiny_models["llama"], LayerRange(1, 3))
+    result = position_sweep(tmp_path / "bf16", organ, domain_ids, mode=TransplantMode.INSERT, block_size=64, positions=[0],
+                            progress=False)
+    out = transplant(tmp_path / "bf16", [Placement(organ, 0)], TransplantMode.INSERT, tmp_path / "r").out
+    assert result.points[0].domain == perplexity(load_model(out), domain_ids, block_size=64).perplexity
+    assert any("converted to the recipient's BF16" in w for w in result.warnings)
 
 
 def test_the_bases_own_layers_at_their_place_change_nothing(tiny_models, domain_ids, general_corpus):

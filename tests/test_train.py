@@ -13,7 +13,7 @@ import torch
 
 from organfed.client.checkpoint import load_checkpoint
 from organfed.client.config import TrainConfig, TrainMode
-from organfed.client.loop import RunControl, run_training
+from organfed.client.loop import RunControl, adamw, run_training
 from organfed.client.train import build_trainable, initial_organ, load_data, train_organ
 from organfed.client.wrapper import WrapperModel
 from organfed.shared.cli.main import main
@@ -128,6 +128,16 @@ def test_only_organ_parameters_change(tiny_models, train_corpus, family_name, mo
     assert frozen and all(torch.equal(after[n], t) for n, t in frozen.items())
     assert all(not after[n].requires_grad for n in frozen)
     assert any(not torch.equal(p, start[n]) for n, p in trainable.params.items())
+
+
+def test_weight_decay_spares_biases_and_norms(tiny_models):
+    md = open_model_dir(tiny_models["gpt2"])
+    trainable = build_trainable(md, initial_organ(md.path, LayerRange(2, 4)), TrainMode.IN_SITU)
+    _, optimizer = adamw(trainable, config(TrainMode.IN_SITU, weight_decay=0.1))
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert len(decay) == len(trainable.params)
+    for name, param in trainable.params.items():
+        assert decay[id(param)] == (0.1 if param.dim() >= 2 else 0.0), name
 
 
 def test_wrapper_holds_only_the_ends_and_the_organ(tiny_models):

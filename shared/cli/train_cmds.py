@@ -30,7 +30,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="blocks per micro-batch (default: 8)")
     p.add_argument("--block-size", type=int, default=128, help="tokens per block (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW (default: 1e-3)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="AdamW weight decay on weight matrices; biases and norms are never decayed (default: 0)")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (default: 0)")
     p.add_argument("--schedule", choices=[s.value for s in Schedule], default="cosine",
                    help="after warm-up: cosine decay to --min-lr-ratio of the peak, or constant (default: cosine)")
@@ -149,6 +150,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         positions=list(args.positions) if args.positions else None, batch_size=args.batch_size, device=args.device,
         label=args.label or args.organ.stem, progress=False if args.no_progress else None,
     )
+    for warning in result.warnings:
+        print(warning, file=sys.stderr)
     paths = write_sweep([result], args.out)
     best = result.best()
     print(json.dumps({"best_position": best.position, "best_domain_perplexity": best.domain,
