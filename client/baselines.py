@@ -112,7 +112,7 @@ def baseline_trainable(md: ModelDir, method: BaselineMethod, lora: LoraSettings,
         model = load_model(md.path, dtype=torch.float32)
         wrapped = None
         if method is BaselineMethod.LORA:
-            targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+            targets = lora.target_modules if isinstance(lora.target_modules, str) else _check_targets(model, lora.target_modules)
             conv1d = any(type(m).__name__ == "Conv1D" for m in model.modules())  # GPT-2 stores linear layers transposed
             config = peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                      target_modules=targets, fan_in_fan_out=conv1d)
@@ -122,6 +122,16 @@ def baseline_trainable(md: ModelDir, method: BaselineMethod, lora: LoraSettings,
             model.requires_grad_(True)
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     return Trainable(CausalLM(model, md.adapter), params), wrapped
+
+
+def _check_targets(model: nn.Module, targets: Sequence[str]) -> list[str]:
+    """``targets`` if each names some linear layer of ``model`` (PEFT matches a name's last parts), else a ConfigError."""
+    linear = {name for name, m in model.named_modules() if type(m).__name__ in ("Linear", "Conv1D") and name}
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
+    if missing:
+        short = sorted({n.rsplit(".", 1)[-1] for n in linear})
+        raise ConfigError(f"LoRA target(s) {', '.join(missing)} match no linear layer; this model has {', '.join(short)}")
+    return list(targets)
 
 
 def train_baseline(

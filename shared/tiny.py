@@ -32,6 +32,10 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 
 def tiny_config(family: str, *, num_layers: int = 6, hidden: int = 32, context: int = 128) -> PretrainedConfig:
     """The config of a tiny model of ``family`` (GPT-OSS gets 4 experts and a sliding window of 8)."""
+    if num_layers < 1:
+        raise ConfigError(f"a tiny model needs at least one layer, got {num_layers}")
+    if hidden < 8 or hidden % 8:
+        raise ConfigError(f"hidden size must be a multiple of 8 (4 heads of an even size), got {hidden}")
     common = dict(vocab_size=VOCAB_SIZE, bos_token_id=VOCAB_SIZE - 1, eos_token_id=VOCAB_SIZE - 1)
     if family == "gpt2":
         return GPT2Config(n_embd=hidden, n_layer=num_layers, n_head=4, n_positions=context, **common)

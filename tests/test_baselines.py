@@ -75,6 +75,12 @@ def test_lora_settings_name_the_bad_field():
         LoraSettings(dropout=1.5)
 
 
+def test_a_lora_target_that_names_no_layer_is_refused_with_the_names_there_are(tiny_models, train_corpus):
+    with pytest.raises(ConfigError, match="c_atn match no linear layer; this model has c_attn, c_fc, c_proj"):
+        train_baseline(tiny_models["gpt2"], [train_corpus], CONFIG, method="lora", lora=LoraSettings(target_modules=("c_atn",)),
+                       control=QUIET)
+
+
 def test_cli_baseline_writes_a_model_directory(tiny_models, train_corpus, tmp_path, capsys):
     out = tmp_path / "full"
     code = main(["baseline", "--method", "full", "--model", str(tiny_models["gpt2"]), "--data", str(train_corpus),

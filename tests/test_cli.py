@@ -74,3 +74,21 @@ def test_extract_inspect_transplant_perplexity(tiny_models, tmp_path):
     overlapping = run("transplant", "--model", str(tiny_models["llama"]), "--organ", f"{organ}@1", "--organ", f"{organ}@2",
                       "--out", str(tmp_path / "o2"))
     assert_one_line_error(overlapping, "overlaps")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["perplexity", "--model", "m", "--data", "d", "--max-tokens", "-5"], "--max-tokens: must be >= 1, got -5"),
+    (["perplexity", "--model", "m", "--data", "d", "--stride", "0"], "--stride: must be >= 1, got 0"),
+    (["tiny-model", "--family", "gpt2", "--out", "o", "--layers", "0"], "--layers: must be >= 1"),
+    (["train", "--model", "m", "--data", "d", "--out", "o", "--steps", "ten"], "'ten' is not an integer"),
+    (["transplant", "--model", "m", "--organ", "o", "--out", "x", "--position", "-1"], "--position: must be >= 0"),
+    (["demo", "--rounds", "0"], "--rounds: must be >= 1"),
+])
+def test_counts_out_of_range_are_usage_errors(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_tiny_model_with_an_unusable_hidden_size(tmp_path):
+    assert_one_line_error(run("tiny-model", "--family", "llama", "--hidden", "12", "--out", str(tmp_path / "t")), "multiple of 8")

@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+from organfed.shared.cli.common import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,10 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workdir", type=Path, help="where the run goes (default: runs/demo-<time> in the current directory)")
     p.add_argument("--corpora-dir", type=Path, help="cache of the demo corpora (default: ~/.cache/organfed/demo-corpora)")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=positive_int, default=2)
     p.add_argument("--method", default="fedavg", choices=[m.value for m in _methods()])
     p.add_argument("--mode", default="in-situ", choices=["in-situ", "wrapper"], help="how sites train the organ (default: in-situ)")
-    p.add_argument("--steps", type=int, default=30, help="training steps per site and round (default: 30)")
+    p.add_argument("--steps", type=positive_int, default=30, help="training steps per site and round (default: 30)")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--timeout", type=float, default=1800.0, help="give up on the run after this many seconds")
@@ -32,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Runs the same ServerApp and ClientApp with N virtual sites on Flower's simulation engine (Ray), "
                     "sharing the demo domains out among them.",
     )
-    p.add_argument("--sites", type=int, default=6, help="number of virtual sites (default: 6)")
+    p.add_argument("--sites", type=positive_int, default=6, help="number of virtual sites (default: 6)")
     p.add_argument("--workdir", type=Path, help="where the run goes (default: runs/simulate-<time>)")
     p.add_argument("--corpora-dir", type=Path, help="cache of the demo corpora (default: ~/.cache/organfed/demo-corpora)")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=positive_int, default=2)
     p.add_argument("--method", default="fedavg", choices=[m.value for m in _methods()])
     p.add_argument("--mode", default="in-situ", choices=["in-situ", "wrapper"])
-    p.add_argument("--steps", type=int, default=10, help="training steps per site and round (default: 10)")
+    p.add_argument("--steps", type=positive_int, default=10, help="training steps per site and round (default: 10)")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--timeout", type=float, default=3600.0)
     p.set_defaults(run=run_simulate)

@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from organfed.shared.cli.common import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("federation", help="make TLS files, SuperNode keys, the Flower App folder and node configs")
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a = actions.add_parser("tls", help="a CA and a server certificate for the SuperLink (keys mode 0600)")
     a.add_argument("--out", required=True, type=Path)
     a.add_argument("--host", action="append", required=True, help="DNS name or IP address the SuperLink is reached at (repeat)")
-    a.add_argument("--days", type=int, default=365)
+    a.add_argument("--days", type=positive_int, default=365)
     a.set_defaults(run=run_tls)
 
     a = actions.add_parser("node-key", help="a SuperNode authentication key (ECDSA P-384, OpenSSH format) and its .pub")

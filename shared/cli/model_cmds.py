@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from organfed.shared.cli.common import non_negative_int, positive_int
 from organfed.shared.data import load_token_ids, load_tokenizer
 from organfed.shared.evaluate import perplexity
 from organfed.shared.errors import ConfigError
@@ -17,19 +18,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("perplexity", help="measure a model's perplexity on text; prints JSON")
     p.add_argument("--model", required=True, type=Path, help="model directory")
     p.add_argument("--data", required=True, nargs="+", type=Path, help="text files, directories or .jsonl files")
-    p.add_argument("--block-size", type=int, help="tokens per window (default: the model's context, at most 1024)")
-    p.add_argument("--stride", type=int, help="window step (default: the block size)")
-    p.add_argument("--max-tokens", type=int, help="evaluate only the first N tokens")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--block-size", type=positive_int, help="tokens per window (default: the model's context, at most 1024)")
+    p.add_argument("--stride", type=positive_int, help="window step (default: the block size)")
+    p.add_argument("--max-tokens", type=positive_int, help="evaluate only the first N tokens")
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.set_defaults(run=run_perplexity)
 
     p = subparsers.add_parser("tiny-model", help="write a tiny random-init model with a byte tokenizer (no download)")
     p.add_argument("--family", required=True, choices=FAMILIES)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layers", type=positive_int, default=6)
+    p.add_argument("--hidden", type=positive_int, default=32)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(run=run_tiny_model)
 
 

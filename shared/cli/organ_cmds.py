@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from organfed.shared.cli.common import layer_range
+from organfed.shared.cli.common import layer_range, non_negative_int
 from organfed.shared.errors import ConfigError
 from organfed.shared.organ import extract_organ, load_organ, read_manifest
 from organfed.shared.surgery import Placement, TransplantMode, transplant
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, help="recipient model directory")
     p.add_argument("--organ", required=True, action="append", metavar="ORGAN[@P]",
                    help="organ file, optionally with its own position; repeat to compose several organs")
-    p.add_argument("--position", type=int, help="position of organs given without @P (default: the organ's source start)")
+    p.add_argument("--position", type=non_negative_int, help="position of organs given without @P (default: the organ's source start)")
     p.add_argument("--mode", choices=[m.value for m in TransplantMode], default="replace",
                    help="replace layers [P, P+k), or insert k layers after the first P (default: replace)")
     p.add_argument("--out", required=True, type=Path, help="output model directory")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from organfed.shared.audit_log import AuditLog
-from organfed.shared.cli.common import layer_range
+from organfed.shared.cli.common import layer_range, non_negative_int, positive_int
 from organfed.shared.cli.keys_cmds import add_passphrase_args, passphrase
 from organfed.shared.identity import TrustStore, load_identity, load_key_dir
 from organfed.shared.policy import OrganPolicy
@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--key", required=True, type=Path, metavar="KEY_DIR", help="this site's key directory")
     p.add_argument("--to", required=True, type=Path, metavar="IDENTITY", help="the coordinator's identity.json")
     p.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="run id the envelope is for")
-    p.add_argument("--round", required=True, type=int, help="round the envelope is for")
-    p.add_argument("--ttl", type=int, default=DEFAULT_TTL, help=f"seconds until the envelope expires (default {DEFAULT_TTL})")
+    p.add_argument("--round", required=True, type=non_negative_int, help="round the envelope is for")
+    p.add_argument("--ttl", type=positive_int, default=DEFAULT_TTL, help=f"seconds until the envelope expires (default {DEFAULT_TTL})")
     p.add_argument("--out", required=True, type=Path, help="envelope file to write")
     add_passphrase_args(p)
     p.set_defaults(run=run_seal)
@@ -32,18 +32,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--key", required=True, type=Path, metavar="KEY_DIR", help="the coordinator's key directory")
     p.add_argument("--trust", required=True, type=Path, metavar="TRUST_DIR", help="trust directory of enrolled sites")
     p.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="the current run id")
-    p.add_argument("--round", required=True, type=int, help="the current round")
+    p.add_argument("--round", required=True, type=non_negative_int, help="the current round")
     p.add_argument("--out", required=True, type=Path, help="organ file to write (must not exist)")
     p.add_argument("--replay-cache", type=Path, help="replay cache file (default: KEY_DIR/replay-cache.jsonl)")
     p.add_argument("--audit-log", type=Path, help="audit log file (default: KEY_DIR/audit.jsonl)")
     p.add_argument("--expect-sender", metavar="KEY_ID", help="refuse envelopes from any other key id")
-    p.add_argument("--max-ttl", type=int, default=MAX_TTL, help=f"refuse validity windows longer than this (default {MAX_TTL} s)")
+    p.add_argument("--max-ttl", type=positive_int, default=MAX_TTL, help=f"refuse validity windows longer than this (default {MAX_TTL} s)")
     g = p.add_argument_group("policy (all optional; the organ's own content checks always run)")
     g.add_argument("--family", help="expected model family")
     g.add_argument("--layers", type=layer_range, help="expected source layer range S:E")
     g.add_argument("--base-fingerprint", help="expected base-model fingerprint (sha256:...)")
     g.add_argument("--max-norm", type=float, help="largest accepted L2 norm of all organ parameters")
-    g.add_argument("--max-bytes", type=int, help="largest accepted organ size in bytes")
+    g.add_argument("--max-bytes", type=positive_int, help="largest accepted organ size in bytes")
     add_passphrase_args(p)
     p.set_defaults(run=run_open)
 

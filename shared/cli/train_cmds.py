@@ -11,7 +11,7 @@ from organfed.client.checkpoint import remove_checkpoint
 from organfed.client.config import Precision, Schedule, TrainConfig, TrainMode
 from organfed.client.loop import RunControl, usable_device
 from organfed.client.train import train_organ
-from organfed.shared.cli.common import layer_range
+from organfed.shared.cli.common import layer_range, non_negative_int, positive_int
 from organfed.shared.data import load_token_ids, load_tokenizer
 from organfed.shared.errors import ConfigError
 from organfed.shared.model_dir import context_length, open_model_dir
@@ -25,25 +25,25 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, help="base model directory (safetensors)")
     p.add_argument("--data", required=True, nargs="+", type=Path, help="text files, directories or .jsonl files (a 'text' field)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer steps (default: 200)")
+    length.add_argument("--steps", type=positive_int, help="optimizer steps (default: 200)")
     length.add_argument("--epochs", type=float, help="passes over the training blocks, instead of --steps")
-    p.add_argument("--batch-size", type=int, default=8, help="blocks per micro-batch (default: 8)")
-    p.add_argument("--block-size", type=int, default=128, help="tokens per block (default: 128)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="blocks per micro-batch (default: 8)")
+    p.add_argument("--block-size", type=positive_int, default=128, help="tokens per block (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW (default: 1e-3)")
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW weight decay on weight matrices; biases and norms are never decayed (default: 0)")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (default: 0)")
+    p.add_argument("--warmup-steps", type=non_negative_int, default=0, help="linear warm-up steps (default: 0)")
     p.add_argument("--schedule", choices=[s.value for s in Schedule], default="cosine",
                    help="after warm-up: cosine decay to --min-lr-ratio of the peak, or constant (default: cosine)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
+    p.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step (default: 1)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the gradient norm; 0 turns it off (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data order, dropout and initial weights")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation block split (default: 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data order, dropout and initial weights")
+    p.add_argument("--split-seed", type=non_negative_int, default=0, help="seed of the train/validation block split (default: 0)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of blocks held out for validation (default: 0.1)")
-    p.add_argument("--eval-every", type=int, help="report validation loss every N steps (default: at the start and end)")
-    p.add_argument("--eval-blocks", type=int, default=256, help="validation blocks per evaluation (default: 256)")
-    p.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every N steps (default: 100; Ctrl-C also checkpoints)")
+    p.add_argument("--eval-every", type=positive_int, help="report validation loss every N steps (default: at the start and end)")
+    p.add_argument("--eval-blocks", type=positive_int, default=256, help="validation blocks per evaluation (default: 256)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=100, help="checkpoint every N steps (default: 100; Ctrl-C also checkpoints)")
     p.add_argument("--checkpoint-dir", type=Path, help="where checkpoints go (default: OUT.ckpt beside the output)")
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after the run completes")
@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("baseline", help="train a LoRA or full fine-tuning baseline through the same pipeline")
     add_training_args(p)
     p.add_argument("--method", required=True, choices=["lora", "full"])
-    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--lora-rank", type=positive_int, default=8)
     p.add_argument("--lora-alpha", type=float, default=16.0)
     p.add_argument("--lora-dropout", type=float, default=0.0)
     p.add_argument("--lora-targets", default="all-linear", help="comma-separated module names, or all-linear (default)")
@@ -81,9 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--general-data", nargs="+", type=Path, help="general text, to show forgetting")
     p.add_argument("--positions", type=layer_range, help="half-open range A:B of positions (default: every valid one)")
     p.add_argument("--mode", choices=[m.value for m in TransplantMode], default="replace")
-    p.add_argument("--block-size", type=int, help="tokens per window (default: the model's context, at most 1024)")
-    p.add_argument("--max-tokens", type=int, help="evaluate only the first N tokens of each text")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--block-size", type=positive_int, help="tokens per window (default: the model's context, at most 1024)")
+    p.add_argument("--max-tokens", type=positive_int, help="evaluate only the first N tokens of each text")
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--label", help="name of the organ in the table and plot (default: the file name)")
     p.add_argument("--out", required=True, type=Path, help="output prefix: writes PREFIX.json, PREFIX.md and PREFIX.png")
