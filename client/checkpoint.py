@@ -43,18 +43,21 @@ class Checkpoint:
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
-    """The global torch generator states (CPU, and CUDA when ``device`` is CUDA) as JSON-ready text."""
+    """The global torch generator states (CPU, and the training GPU's when ``device`` is CUDA) as JSON-ready text.
+
+    Only the training device's generator: the loop forks just that one, so other GPUs are never touched.
+    """
     state = {"cpu": _b64(torch.get_rng_state())}
     if device.type == "cuda":
-        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
+        state["cuda"] = _b64(torch.cuda.get_rng_state(device))
     return state
 
 
-def restore_rng(state: dict[str, Any]) -> None:
-    """Put back generator states captured by :func:`capture_rng`."""
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    """Put back generator states captured by :func:`capture_rng` for the same ``device``."""
     torch.set_rng_state(_unb64(state["cpu"]))
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(_unb64(state["cuda"]), device)
 
 
 def _b64(tensor: torch.Tensor) -> str:

@@ -291,7 +291,7 @@ class _Run:
                     raise CheckpointError(f"checkpoint lacks parameter {name!r} of shape {list(param.shape)}")
                 param.copy_(ckpt.params[name])
         self.optimizer.load_state_dict(ckpt.optimizer)
-        restore_rng(ckpt.rng)
+        restore_rng(ckpt.rng, self.device)
         progress = ckpt.progress
         self.step = self.resumed_from = ckpt.step
         self.tokens, self.recent, self.history = progress["tokens"], progress["recent_losses"], progress["history"]
