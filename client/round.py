@@ -72,7 +72,7 @@ def train_round(content: RecordDict, node: NodeConfig) -> RecordDict:
         result = train_organ(node.model_dir, blocks, config, organ=organ)
         save_organ(result.organ, scratch / "trained.safetensors")
         envelope = seal_organ(scratch / "trained.safetensors", sender=key, recipient=coordinator,
-                              run_id=ins.run_id, round=ins.round, ttl=ins.ttl)
+                              run_id=ins.run_id, round=ins.round, ttl=ins.ttl, nonce=ins.nonce)
     stats = result.stats
     metrics: dict[str, float | int] = {"tokens": stats.tokens, "steps": stats.steps, "train_loss": float(stats.train_loss),
                                        "seconds": float(stats.seconds)}

@@ -9,6 +9,7 @@ the worst it can do is be refused: every reply is parsed defensively.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Iterable
@@ -101,12 +102,12 @@ def round_seed(seed: int, round_number: int) -> int:
     return (seed + 7919 * round_number) % MAX_SEED
 
 
-def _instructions(co: Coordinator, round_number: int) -> RoundInstructions:
+def _instructions(co: Coordinator, round_number: int, nonce: str) -> RoundInstructions:
     cfg = co.config
     train = {**cfg.train.hyperparameters(), "seed": round_seed(cfg.train.seed, round_number)}
     return RoundInstructions(
         run_id=cfg.run_id, round=round_number, base_fingerprint=co.base_fingerprint, layers=cfg.layers,
-        coordinator_key_id=co.key.identity.key_id, ttl=_ttl(co), train=train,
+        coordinator_key_id=co.key.identity.key_id, ttl=_ttl(co), nonce=nonce, train=train,
     )
 
 
@@ -118,8 +119,8 @@ def _current_for(state: RunState, site_key: str, method: Method) -> str | None:
     return state.per_site.get(site_key) if method is Method.PER_SITE else state.current
 
 
-def _train_message(co: Coordinator, state: RunState, site: Site, round_number: int) -> Message:
-    content = RecordDict({INSTRUCTIONS: _instructions(co, round_number).to_record()})
+def _train_message(co: Coordinator, state: RunState, site: Site, round_number: int, nonce: str) -> Message:
+    content = RecordDict({INSTRUCTIONS: _instructions(co, round_number, nonce).to_record()})
     digest = _current_for(state, site.identity.key_id, co.config.method)
     if digest is not None:
         sealed = seal_organ(co.store.object_path(digest), sender=co.key, recipient=site.identity, run_id=co.config.run_id,
@@ -156,7 +157,8 @@ def _provenance_check(co: Coordinator, state: RunState, site: Site):
     return inspect
 
 
-def _accept(co: Coordinator, state: RunState, site: Site, reply: Message, round_number: int, scratch: Path) -> Accepted:
+def _accept(co: Coordinator, state: RunState, site: Site, reply: Message, round_number: int, nonce: str,
+            scratch: Path) -> Accepted:
     """Open, verify and store one site's organ; any defect raises a typed error."""
     if reply.has_error():
         raise ConfigError(f"site error: {reply.error.reason}")
@@ -168,7 +170,8 @@ def _accept(co: Coordinator, state: RunState, site: Site, reply: Message, round_
     opened = open_envelope(
         envelope, key=co.key, trust=co.trust, run_id=co.config.run_id, round=round_number, replay=co.replay,
         out=scratch / f"{site.identity.key_id}.safetensors", policy=co.policy, audit=co.audit,
-        expected_sender=site.identity.key_id, max_ttl=_ttl(co) + CLOCK_SKEW, inspect=_provenance_check(co, state, site),
+        expected_sender=site.identity.key_id, expected_nonce=nonce, max_ttl=_ttl(co) + CLOCK_SKEW,
+        inspect=_provenance_check(co, state, site),
     )
     stored = co.store.put(opened.path)
     accepted = Accepted(site=opened.sender.key_id, name=opened.sender.name, digest=stored,
@@ -199,7 +202,8 @@ def run_round(grid: Grid, co: Coordinator, state: RunState, round_number: int) -
     sites, failures = greet(grid, co, nodes, round_number)
     todo = [s for s in sites if s.identity.key_id not in accepted]
     co.event("round-start", round=round_number, nodes=len(nodes), sites=[s.identity.name for s in todo])
-    messages = [_train_message(co, state, s, round_number) for s in todo]
+    nonces = {s.node_id: os.urandom(16).hex() for s in todo}  # a fresh challenge per site; only this attempt's replies count
+    messages = [_train_message(co, state, s, round_number, nonces[s.node_id]) for s in todo]
     replies = _exchange(grid, messages, cfg.round_timeout) if messages else {}
     with tempfile.TemporaryDirectory(prefix="open-", dir=cfg.work_dir) as tmp:
         for site in todo:
@@ -209,7 +213,7 @@ def run_round(grid: Grid, co: Coordinator, state: RunState, round_number: int) -
                 failures[name] = f"no reply within {cfg.round_timeout:g} s"
                 continue
             try:
-                accepted[site.identity.key_id] = _accept(co, state, site, reply, round_number, Path(tmp))
+                accepted[site.identity.key_id] = _accept(co, state, site, reply, round_number, nonces[site.node_id], Path(tmp))
                 co.event("accepted", round=round_number, site=name, tokens=accepted[site.identity.key_id].tokens)
             except OrganfedError as exc:
                 failures[name] = f"{getattr(exc, 'reason', '') or type(exc).__name__}: {exc}"

@@ -87,10 +87,11 @@ class Binding:
         return None
 
     @classmethod
-    def new(cls, run_id: str, round: int, *, ttl: int, now: float) -> Binding:
+    def new(cls, run_id: str, round: int, *, ttl: int, now: float, nonce: str | None = None) -> Binding:
+        """A binding valid for ``ttl`` seconds from ``now``; ``nonce`` is the recipient's challenge, or fresh random."""
         if type(ttl) is not int or ttl < 1:
             raise EnvelopeError(f"ttl must be a whole number of seconds >= 1, got {ttl!r}")
-        binding = cls(run_id, round, os.urandom(16).hex(), int(now), int(now) + ttl)
+        binding = cls(run_id, round, os.urandom(16).hex() if nonce is None else nonce, int(now), int(now) + ttl)
         if (problem := binding.problem()) is not None:
             raise EnvelopeError(problem)
         return binding

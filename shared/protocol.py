@@ -2,9 +2,10 @@
 
 A round is two exchanges. ``query`` (hello): the coordinator asks a node which
 site key it holds, so it can seal the current organ to it. ``train``: the
-coordinator sends :class:`RoundInstructions` and, after the first round, the
-current organ sealed to that site; the site replies with its organ sealed to
-the coordinator (as raw bytes in an Array, which Flower moves in chunks) and
+coordinator sends :class:`RoundInstructions` (with a fresh nonce, the challenge
+the site's envelope must be bound to) and, after the first round, the current
+organ sealed to that site; the site replies with its organ sealed to the
+coordinator (as raw bytes in an Array, which Flower moves in chunks) and
 its training metrics. Nothing else crosses the wire.
 
 What travels in the clear (TLS protects it on the link, but the SuperLink
@@ -44,6 +45,7 @@ class RoundInstructions:
     layers: str
     coordinator_key_id: str
     ttl: int
+    nonce: str  # the coordinator's challenge: the site's envelope must be bound to it
     train: dict[str, Any]
 
     def to_record(self) -> ConfigRecord:
@@ -58,7 +60,8 @@ class RoundInstructions:
         expected = {f.name for f in fields(cls)} - {"train"}
         if set(data) != expected:
             raise ConfigError(f"malformed round instructions: keys {sorted(set(data) ^ expected)} differ")
-        types = {"run_id": str, "round": int, "base_fingerprint": str, "layers": str, "coordinator_key_id": str, "ttl": int}
+        types = {"run_id": str, "round": int, "base_fingerprint": str, "layers": str, "coordinator_key_id": str, "ttl": int,
+                 "nonce": str}
         for name, kind in types.items():
             if not isinstance(data[name], kind) or isinstance(data[name], bool):
                 raise ConfigError(f"malformed round instructions: {name} must be {kind.__name__}")

@@ -38,10 +38,14 @@ EnvelopeSource = Path | str | bytes | bytearray | memoryview
 
 def seal_organ(organ: Path | str, *, sender: KeyDir, recipient: Identity, run_id: str, round: int,
                ttl: int = DEFAULT_TTL, out: Path | str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
-               now: float | None = None) -> Path | bytes:
-    """Sign then encrypt ``organ`` to ``recipient`` for ``run_id``/``round``; write ``out`` or return the bytes."""
+               now: float | None = None, nonce: str | None = None) -> Path | bytes:
+    """Sign then encrypt ``organ`` to ``recipient`` for ``run_id``/``round``; write ``out`` or return the bytes.
+
+    ``nonce`` answers the recipient's challenge (32 hex digits, as the coordinator sends each round); without
+    it a fresh random nonce is used.
+    """
     manifest = json.loads(read_manifest(organ).to_json())
-    binding = Binding.new(run_id, round, ttl=ttl, now=time.time() if now is None else now)
+    binding = Binding.new(run_id, round, ttl=ttl, now=time.time() if now is None else now, nonce=nonce)
     return seal_file(Path(organ), Path(out) if out is not None else None, sender=sender, recipient=recipient,
                      binding=binding, manifest=manifest, chunk_size=chunk_size)
 
@@ -74,7 +78,7 @@ def _source(envelope: EnvelopeSource) -> Iterator[BinaryIO]:
 
 
 def _check_binding(header: Header, *, key: KeyDir, trust: TrustStore, run_id: str, round: int,
-                   expected_sender: str | None, now: float, max_ttl: int) -> Identity:
+                   expected_sender: str | None, expected_nonce: str | None, now: float, max_ttl: int) -> Identity:
     if header.recipient != key.identity.key_id:
         raise VerificationError("wrong-recipient", f"sealed to {header.recipient}, this is {key.identity.key_id}")
     if expected_sender is not None and header.sender != expected_sender:
@@ -85,6 +89,8 @@ def _check_binding(header: Header, *, key: KeyDir, trust: TrustStore, run_id: st
         raise VerificationError("wrong-run", f"sealed for run {b.run_id!r}, expected {run_id!r}")
     if b.round != round:
         raise VerificationError("wrong-round", f"sealed for round {b.round}, expected {round}")
+    if expected_nonce is not None and b.nonce != expected_nonce:
+        raise VerificationError("wrong-nonce", f"answers challenge {b.nonce}, not the one issued ({expected_nonce})")
     if now >= b.expires_at:
         raise VerificationError("expired", f"expired {int(now - b.expires_at)} s ago")
     if b.expires_at - now > max_ttl or b.created_at > now + CLOCK_SKEW:
@@ -94,9 +100,11 @@ def _check_binding(header: Header, *, key: KeyDir, trust: TrustStore, run_id: st
 
 def open_envelope(envelope: EnvelopeSource, *, key: KeyDir, trust: TrustStore, run_id: str, round: int,
                   replay: ReplayCache, out: Path | str, policy: OrganPolicy | None = None,
-                  audit: AuditLog | None = None, expected_sender: str | None = None, max_ttl: int = MAX_TTL,
-                  now: float | None = None, inspect: Inspect | None = None) -> OpenedOrgan:
+                  audit: AuditLog | None = None, expected_sender: str | None = None, expected_nonce: str | None = None,
+                  max_ttl: int = MAX_TTL, now: float | None = None, inspect: Inspect | None = None) -> OpenedOrgan:
     """Verify and decrypt ``envelope`` (a path or the bytes) into the organ file ``out``; fail closed.
+
+    ``expected_nonce``, if given, is the challenge this caller issued: an envelope bound to any other is refused.
 
     ``inspect(path, manifest)``, if given, runs after every built-in check and before the
     organ is accepted: the caller's own checks (raise :class:`VerificationError` to refuse).
@@ -109,8 +117,8 @@ def open_envelope(envelope: EnvelopeSource, *, key: KeyDir, trust: TrustStore, r
     try:
         with _source(envelope) as src:
             return _open(src, trail, key=key, trust=trust, run_id=run_id, round=round, replay=replay, out=out,
-                         policy=policy, audit=audit, expected_sender=expected_sender, max_ttl=max_ttl, now=now,
-                         inspect=inspect)
+                         policy=policy, audit=audit, expected_sender=expected_sender, expected_nonce=expected_nonce,
+                         max_ttl=max_ttl, now=now, inspect=inspect)
     except VerificationError as exc:
         if audit is not None:
             audit.append(decision="refuse", reason=exc.reason, detail=exc.detail, now=now, **trail)
@@ -119,12 +127,13 @@ def open_envelope(envelope: EnvelopeSource, *, key: KeyDir, trust: TrustStore, r
 
 def _open(src: BinaryIO, trail: dict, *, key: KeyDir, trust: TrustStore, run_id: str, round: int,
           replay: ReplayCache, out: Path, policy: OrganPolicy | None, audit: AuditLog | None,
-          expected_sender: str | None, max_ttl: int, now: float, inspect: Inspect | None) -> OpenedOrgan:
+          expected_sender: str | None, expected_nonce: str | None, max_ttl: int, now: float,
+          inspect: Inspect | None) -> OpenedOrgan:
     header = read_header(src)
     b = header.binding
     trail.update(sender=header.sender, run=b.run_id, round=b.round)
     sender = _check_binding(header, key=key, trust=trust, run_id=run_id, round=round,
-                            expected_sender=expected_sender, now=now, max_ttl=max_ttl)
+                            expected_sender=expected_sender, expected_nonce=expected_nonce, now=now, max_ttl=max_ttl)
     if replay.seen(sender.key_id, b.nonce, now=now):
         raise VerificationError("replayed-nonce", f"nonce {b.nonce} from {sender.key_id} was already accepted")
     if policy is not None:

@@ -158,20 +158,23 @@ def test_cli_round_trip_and_one_line_refusals(envelope_parties, tmp_path, capsys
     key_id = json.loads(cli(capsys, "keys", "show", site)[1])["key_id"]
     assert cli(capsys, "trust", "enrol", trust, site / "identity.json", "--expect-key-id", key_id)[0] == 0
     code, _, err = cli(capsys, "seal", "--organ", envelope_parties.organ, "--key", site, "--to", coord / "identity.json",
-                       "--run", "r1", "--round", "2", "--out", tmp_path / "e.env")
+                       "--run", "r1", "--round", "2", "--nonce", "5" * 32, "--out", tmp_path / "e.env")
     assert code == 0, err
     common = ("--envelope", tmp_path / "e.env", "--key", coord, "--trust", trust, "--run", "r1")
     code, _, err = cli(capsys, "open", *common, "--round", "3", "--out", out / "a.safetensors", "--passphrase-env", "OF_PASS")
     assert code == 3 and err.count("\n") == 1 and "envelope refused (wrong-round)" in err
+    code, _, err = cli(capsys, "open", *common, "--round", "2", "--expect-nonce", "6" * 32, "--out", out / "a.safetensors",
+                       "--passphrase-env", "OF_PASS")
+    assert code == 3 and err.count("\n") == 1 and "envelope refused (wrong-nonce)" in err
     code, _, err = cli(capsys, "open", *common, "--round", "2", "--out", out / "a.safetensors")
     assert code == 1 and err.count("\n") == 1 and "passphrase-protected" in err
     code, stdout, err = cli(capsys, "open", *common, "--round", "2", "--out", out / "a.safetensors",
-                            "--passphrase-env", "OF_PASS", "--max-norm", "1e6", "--layers", "2:5")
+                            "--passphrase-env", "OF_PASS", "--max-norm", "1e6", "--layers", "2:5", "--expect-nonce", "5" * 32)
     assert code == 0, err
     assert json.loads(stdout)["key_id"] == key_id
     assert (out / "a.safetensors").read_bytes() == envelope_parties.organ.read_bytes()
     code, stdout, _ = cli(capsys, "audit-log", "verify", coord / "audit.jsonl")
-    assert code == 0 and json.loads(stdout)["lines"] == 2
+    assert code == 0 and json.loads(stdout)["lines"] == 3
     assert sorted(p.name for p in out.iterdir()) == ["a.safetensors"]
 
 

@@ -17,7 +17,7 @@ from organfed.shared import envelope as envelope_module
 from organfed.shared.audit_log import verify_log
 from organfed.shared.crypto import KEY_BLOCK_BYTES, SIGNATURE_BYTES, TAG_BYTES
 from organfed.shared.envelope import read_header
-from organfed.shared.errors import VerificationError
+from organfed.shared.errors import EnvelopeError, VerificationError
 from organfed.shared.identity import KeyDir, create_key_dir
 from organfed.shared.organ import load_organ, make_organ, save_organ
 from organfed.shared.policy import OrganPolicy
@@ -166,6 +166,18 @@ def test_unknown_and_revoked_senders(envelope_world, tmp_path):
 def test_wrong_run_and_round(envelope_world):
     refused(envelope_world, envelope_world.seal(run_id="run-0"), "wrong-run")
     refused(envelope_world, envelope_world.seal(round=2), "wrong-round")
+
+
+def test_an_envelope_bound_to_another_challenge_is_refused(envelope_world):
+    challenge, other = "ab" * 16, "cd" * 16
+    refused(envelope_world, envelope_world.seal(nonce=other), "wrong-nonce", expected_nonce=challenge)
+    refused(envelope_world, envelope_world.seal(), "wrong-nonce", expected_nonce=challenge)  # a random nonce
+    assert envelope_world.open(envelope_world.seal(nonce=challenge), expected_nonce=challenge).nonce == challenge
+
+
+def test_a_malformed_challenge_cannot_be_sealed(envelope_world):
+    with pytest.raises(EnvelopeError, match="nonce must be 32 lowercase hex digits"):
+        envelope_world.seal(nonce="not-a-nonce")
 
 
 def test_impostor_signature(envelope_world):

@@ -167,14 +167,15 @@ def poisoned_site(node: NodeConfig, poison: str, other_base: Path | None = None)
         extract_organ(other_base or node.model_dir, scratch / "start.safetensors", LayerRange.parse(ins.layers) if ins.layers else None)
         organ = load_organ(scratch / "start.safetensors")
         change = {"scale": lambda t: t * 1000, "flip": lambda t: -t, "nan": lambda t: t.clone().fill_(float("nan")),
-                  "other-base": lambda t: t, "unproven": lambda t: t + 0.01}[poison]
+                  "other-base": lambda t: t, "unproven": lambda t: t + 0.01, "unchallenged": lambda t: t + 0.01}[poison]
         # A dishonest site holds its own key, so it can sign any provenance it likes; "unproven" claims none.
         claims = None if poison == "unproven" else {"initial_organ_digest": organ.manifest.tensor_digest, "tokens_seen": 192}
         bad = make_organ({k: change(v) for k, v in organ.tensors.items()}, organ.manifest, training=claims)
         save_organ(bad, scratch / "bad.safetensors")
         key, trust = site_key(node), TrustStore(node.trust_dir)
         envelope = seal_organ(scratch / "bad.safetensors", sender=key, recipient=trust.lookup(ins.coordinator_key_id),
-                              run_id=ins.run_id, round=ins.round, ttl=ins.ttl)
+                              run_id=ins.run_id, round=ins.round, ttl=ins.ttl,
+                              nonce=None if poison == "unchallenged" else ins.nonce)  # "unchallenged": an envelope made beforehand
         return Message(train_reply(envelope, {"tokens": 192}), reply_to=msg)
 
     return handler
@@ -184,7 +185,7 @@ def poisoned_site(node: NodeConfig, poison: str, other_base: Path | None = None)
 def attacked(tmp_path_factory, federation):
     """The honest federation plus enrolled dishonest sites, and a separately built base for one of them."""
     root = tmp_path_factory.mktemp("attack")
-    evil_names = ("tamper", "scale", "flip", "nan", "other-base", "unproven")
+    evil_names = ("tamper", "scale", "flip", "nan", "other-base", "unproven", "unchallenged")
     keys = make_federation_keys(root / "keys", (*SITES, *evil_names))
     other_base = write_tiny_model("gpt2", root / "other-base", seed=42)
     nodes = {}
@@ -244,9 +245,9 @@ def clean_runs(attacked, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_tampered_scaled_flipped_nan_foreign_and_unproven_organs_are_refused(attacked, clean_runs, tmp_path):
+def test_tampered_scaled_flipped_nan_foreign_unproven_and_unchallenged_organs_are_refused(attacked, clean_runs, tmp_path):
     clean = clean_runs("fedavg")
-    evil = ("tamper", "scale", "flip", "nan", "other-base", "unproven")
+    evil = ("tamper", "scale", "flip", "nan", "other-base", "unproven", "unchallenged")
     report = attack_run(attacked, tmp_path / "attacked", (*SITES, *evil), "fedavg")
     refused = report["history"][0]["failures"]
     assert set(refused) == set(evil)
@@ -254,7 +255,7 @@ def test_tampered_scaled_flipped_nan_foreign_and_unproven_organs_are_refused(att
     assert north(report) == pytest.approx(north(clean), rel=1e-4)
     lines = [json.loads(line) for line in (tmp_path / "attacked" / "audit.log").read_text().splitlines()]
     reasons = sorted(line["reason"] for line in lines if line["decision"] == "refuse")
-    assert len(reasons) == len(evil) and {"policy", "organ-content"} <= set(reasons), reasons
+    assert len(reasons) == len(evil) and {"policy", "organ-content", "wrong-nonce"} <= set(reasons), reasons
     assert not list((tmp_path / "attacked").glob("open-*")), "a refused organ left a file behind"
 
 

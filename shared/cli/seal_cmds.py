@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID", help="run id the envelope is for")
     p.add_argument("--round", required=True, type=non_negative_int, help="round the envelope is for")
     p.add_argument("--ttl", type=positive_int, default=DEFAULT_TTL, help=f"seconds until the envelope expires (default {DEFAULT_TTL})")
+    p.add_argument("--nonce", help="the coordinator's challenge for this round (32 hex digits; default: a random nonce)")
     p.add_argument("--out", required=True, type=Path, help="envelope file to write")
     add_passphrase_args(p)
     p.set_defaults(run=run_seal)
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--replay-cache", type=Path, help="replay cache file (default: KEY_DIR/replay-cache.jsonl)")
     p.add_argument("--audit-log", type=Path, help="audit log file (default: KEY_DIR/audit.jsonl)")
     p.add_argument("--expect-sender", metavar="KEY_ID", help="refuse envelopes from any other key id")
+    p.add_argument("--expect-nonce", metavar="NONCE", help="the challenge issued to the sender: refuse envelopes bound to another")
     p.add_argument("--max-ttl", type=positive_int, default=MAX_TTL, help=f"refuse validity windows longer than this (default {MAX_TTL} s)")
     g = p.add_argument_group("policy (all optional; the organ's own content checks always run)")
     g.add_argument("--family", help="expected model family")
@@ -51,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_seal(args: argparse.Namespace) -> int:
     sender = load_key_dir(args.key, passphrase=passphrase(args))
     out = seal_organ(args.organ, sender=sender, recipient=load_identity(args.to), run_id=args.run_id,
-                     round=args.round, ttl=args.ttl, out=args.out)
+                     round=args.round, ttl=args.ttl, out=args.out, nonce=args.nonce)
     print(json.dumps({"envelope": str(out), "sender": sender.identity.key_id, "run": args.run_id, "round": args.round}))
     return 0
 
@@ -66,7 +68,8 @@ def run_open(args: argparse.Namespace) -> int:
         args.envelope, key=key, trust=TrustStore(args.trust), run_id=args.run_id, round=args.round,
         replay=ReplayCache(args.replay_cache or args.key / "replay-cache.jsonl"),
         audit=AuditLog(args.audit_log or args.key / "audit.jsonl"),
-        out=args.out, policy=policy, expected_sender=args.expect_sender, max_ttl=args.max_ttl,
+        out=args.out, policy=policy, expected_sender=args.expect_sender, expected_nonce=args.expect_nonce,
+        max_ttl=args.max_ttl,
     )
     print(json.dumps({"organ": str(accepted.path), "sender": accepted.sender.name, "key_id": accepted.sender.key_id,
                       "run": accepted.run_id, "round": accepted.round, "digest": accepted.digest,
