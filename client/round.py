@@ -53,7 +53,8 @@ def current_organ(content: RecordDict, ins: RoundInstructions, node: NodeConfig,
 
 def train_round(content: RecordDict, node: NodeConfig) -> RecordDict:
     """Handle one ``train`` message; raise a typed error (sent back as an error reply) on any refusal."""
-    ins = RoundInstructions.from_record(content[INSTRUCTIONS])
+    key, trust = site_key(node), TrustStore(node.trust_dir)
+    ins = RoundInstructions.from_record(content[INSTRUCTIONS], trust)
     local = fingerprint_model_dir(node.model_dir)
     if local != ins.base_fingerprint:
         raise IncompatibleOrganError(
@@ -61,7 +62,6 @@ def train_round(content: RecordDict, node: NodeConfig) -> RecordDict:
         )
     if node.coordinator_key_id and ins.coordinator_key_id != node.coordinator_key_id:
         raise VerificationError("wrong-sender", f"instructions name coordinator {ins.coordinator_key_id}, this site works for {node.coordinator_key_id}")
-    key, trust = site_key(node), TrustStore(node.trust_dir)
     coordinator = trust.lookup(ins.coordinator_key_id)
     config = TrainConfig(**ins.train, device=node.device)
     (node.state_dir / "blocks").mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,7 @@ def _current_for(state: RunState, site_key: str, method: Method) -> str | None:
 
 
 def _train_message(co: Coordinator, state: RunState, site: Site, round_number: int, nonce: str) -> Message:
-    content = RecordDict({INSTRUCTIONS: _instructions(co, round_number, nonce).to_record()})
+    content = RecordDict({INSTRUCTIONS: _instructions(co, round_number, nonce).to_record(co.key)})
     digest = _current_for(state, site.identity.key_id, co.config.method)
     if digest is not None:
         sealed = seal_organ(co.store.object_path(digest), sender=co.key, recipient=site.identity, run_id=co.config.run_id,

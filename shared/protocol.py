@@ -9,7 +9,8 @@ coordinator (as raw bytes in an Array, which Flower moves in chunks) and
 its training metrics. Nothing else crosses the wire.
 
 What travels in the clear (TLS protects it on the link, but the SuperLink
-stores it): the instructions, the hello, and each site's metrics (token count,
+stores it): the instructions (signed by the coordinator, so a relay cannot
+change a hyperparameter unnoticed), the hello, and each site's metrics (token count,
 steps, train and validation loss, seconds). Weights never do. The coordinator
 takes the weight of a site's organ from its signed manifest, not from these
 metrics; they are for the report only.
@@ -17,12 +18,17 @@ metrics; they are for the report only.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from organfed.shared.errors import ConfigError
+from organfed.shared.crypto import sign, verify_signature
+from organfed.shared.errors import ConfigError, VerificationError
+from organfed.shared.identity import KeyDir, TrustStore
 
 HELLO = "query.hello"
 TRAIN = "train"
@@ -32,7 +38,9 @@ ORGAN = "organ"
 ENVELOPE = "envelope"
 METRICS = "metrics"
 TRAIN_KEY_PREFIX = "train."
+SIGNATURE = "signature"
 _BLOB = "bytes"
+_SIGNED_CONTEXT = b"organfed-instructions/1\0"
 
 
 @dataclass(frozen=True)
@@ -48,14 +56,19 @@ class RoundInstructions:
     nonce: str  # the coordinator's challenge: the site's envelope must be bound to it
     train: dict[str, Any]
 
-    def to_record(self) -> ConfigRecord:
+    def to_record(self, signer: KeyDir) -> ConfigRecord:
+        """The instructions as a flat record, signed by ``signer`` (the coordinator)."""
         data: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "train"}
         data.update({TRAIN_KEY_PREFIX + k: v for k, v in self.train.items() if v is not None})
+        data[SIGNATURE] = base64.b64encode(sign(signer.keys, _signed_bytes(data))).decode()
         return ConfigRecord(data)
 
     @classmethod
-    def from_record(cls, record: ConfigRecord) -> RoundInstructions:
+    def from_record(cls, record: ConfigRecord, trust: TrustStore) -> RoundInstructions:
+        """Parse and verify: signed by the enrolled, unrevoked coordinator they name, or a typed error."""
         data = dict(record)
+        signature = data.pop(SIGNATURE, None)
+        signed = _signed_bytes(data)
         train = {k[len(TRAIN_KEY_PREFIX):]: data.pop(k) for k in list(data) if k.startswith(TRAIN_KEY_PREFIX)}
         expected = {f.name for f in fields(cls)} - {"train"}
         if set(data) != expected:
@@ -65,7 +78,27 @@ class RoundInstructions:
         for name, kind in types.items():
             if not isinstance(data[name], kind) or isinstance(data[name], bool):
                 raise ConfigError(f"malformed round instructions: {name} must be {kind.__name__}")
+        coordinator = trust.lookup(data["coordinator_key_id"])  # unknown or revoked: VerificationError
+        try:
+            raw = base64.b64decode(signature if isinstance(signature, str) else "", validate=True)
+        except binascii.Error:
+            raw = b""
+        if not raw:
+            raise VerificationError("unsigned", "round instructions carry no signature")
+        try:
+            verify_signature(coordinator.keys, signed, raw)
+        except VerificationError:
+            raise VerificationError("bad-signature", f"round instructions are not signed by coordinator "
+                                    f"{coordinator.name} ({coordinator.key_id}): changed on the way?") from None
         return cls(**data, train=train)
+
+
+def _signed_bytes(data: dict[str, Any]) -> bytes:
+    """What the coordinator signs: a context string, then the record's fields as canonical JSON."""
+    try:
+        return _SIGNED_CONTEXT + json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError):
+        raise ConfigError("malformed round instructions: values must be JSON numbers, strings or booleans") from None
 
 
 def bytes_record(blob: bytes) -> ArrayRecord:

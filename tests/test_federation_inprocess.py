@@ -161,7 +161,7 @@ def poisoned_site(node: NodeConfig, poison: str, other_base: Path | None = None)
             blob = bytearray(record_bytes(reply[ENVELOPE]))
             blob[len(blob) // 2] ^= 0x01
             return Message(train_reply(bytes(blob), {"tokens": 192}), reply_to=msg)
-        ins = RoundInstructions.from_record(msg.content[INSTRUCTIONS])
+        ins = RoundInstructions.from_record(msg.content[INSTRUCTIONS], TrustStore(node.trust_dir))
         scratch = node.state_dir / "evil"
         scratch.mkdir(parents=True, exist_ok=True)
         extract_organ(other_base or node.model_dir, scratch / "start.safetensors", LayerRange.parse(ins.layers) if ins.layers else None)
