@@ -23,7 +23,8 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from organfed.client.config import TrainConfig
-from organfed.client.loop import LoopStats, RunControl, Trainable, run_training
+from organfed.client.loop import LoopStats, RunControl, run_training
+from organfed.client.step import Trainable
 from organfed.client.train import check_data, load_data, run_record
 from organfed.shared.atomic import fsync_dir, write_json_atomic
 from organfed.shared.blocks import BlockData, DataStats

@@ -21,7 +21,8 @@ import transformers
 from torch import nn
 
 from organfed.client.config import Precision, Schedule, TrainConfig, TrainMode
-from organfed.client.loop import LoopStats, RunControl, Trainable, autocast_dtype, run_training
+from organfed.client.loop import LoopStats, RunControl, run_training
+from organfed.client.step import Trainable, autocast_dtype
 from organfed.client.wrapper import WrapperModel
 from organfed.shared.blocks import BlockData, DataStats, prepare_blocks
 from organfed.shared.data import load_tokenizer

@@ -13,7 +13,8 @@ import torch
 
 from organfed.client.checkpoint import load_checkpoint
 from organfed.client.config import TrainConfig, TrainMode
-from organfed.client.loop import RunControl, adamw, run_training
+from organfed.client.loop import RunControl, run_training
+from organfed.client.step import adamw
 from organfed.client.train import build_trainable, initial_organ, load_data, train_organ
 from organfed.client.wrapper import WrapperModel
 from organfed.shared.cli.main import main

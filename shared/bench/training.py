@@ -26,7 +26,8 @@ import transformers
 
 from organfed.client.baselines import BaselineMethod, CausalLM, LoraSettings, baseline_trainable, train_baseline
 from organfed.client.config import TrainConfig, TrainMode
-from organfed.client.loop import RunControl, Trainable, adamw, evaluate_loss, train_step
+from organfed.client.loop import RunControl
+from organfed.client.step import Trainable, adamw, evaluate_loss, train_step
 from organfed.client.train import build_trainable, initial_organ, load_data, train_organ
 from organfed.shared.atomic import write_bytes_atomic, write_json_atomic
 from organfed.shared.blocks import BatchOrder, BlockData

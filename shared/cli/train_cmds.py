@@ -9,7 +9,8 @@ from pathlib import Path
 
 from organfed.client.checkpoint import remove_checkpoint
 from organfed.client.config import Precision, Schedule, TrainConfig, TrainMode
-from organfed.client.loop import RunControl, usable_device
+from organfed.client.loop import RunControl
+from organfed.client.step import usable_device
 from organfed.client.train import train_organ
 from organfed.shared.cli.common import layer_range, non_negative_int, positive_int
 from organfed.shared.data import load_token_ids, load_tokenizer
