@@ -137,7 +137,23 @@ def _site_text(site: str, seed: int) -> str:
     return "\n".join(" ".join(words[int(j)] for j in torch.randint(0, 40, (12,), generator=gen)) for _ in range(300))
 
 
+# --- Federation: a tiny base, keys for three sites and a coordinator, each site's text (test_federation_*.py) ---
+
+FEDERATION_SITES = ("north", "south", "east")
+
+
 @pytest.fixture(scope="session")
-def site_text():
-    """``site_text(site, seed)``: a site's own synthetic text (its words exist nowhere else)."""
-    return _site_text
+def small_federation(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``root``, ``base`` (tiny GPT-2), ``keys`` (FederationKeys), ``data`` (site -> its own text file); ``root/val.txt``."""
+    from organfed.server.enrolment import make_federation_keys
+
+    root = tmp_path_factory.mktemp("federation")
+    base = write_tiny_model("gpt2", root / "base", seed=3)
+    keys = make_federation_keys(root / "keys", FEDERATION_SITES)
+    data = {}
+    for i, site in enumerate(FEDERATION_SITES):
+        data[site] = root / "data" / f"{site}.txt"
+        data[site].parent.mkdir(parents=True, exist_ok=True)
+        data[site].write_text(_site_text(site, i))
+    (root / "val.txt").write_text(_site_text("north", 99))
+    return {"root": root, "base": base, "keys": keys, "data": data}

@@ -27,7 +27,7 @@ from organfed.shared.audit_log import verify_log
 from organfed.shared.model_dir import load_model
 from organfed.shared.tiny import write_tiny_model
 
-SITES = ("north", "south", "east")
+SITES = ("north", "south", "east")  # the enrolled sites of the small_federation fixture
 Handler = Callable[[Message, Context], Message]
 
 
@@ -76,19 +76,11 @@ class LocalGrid(Grid):
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory, site_text):
-    root = tmp_path_factory.mktemp("fed")
-    base = write_tiny_model("gpt2", root / "base", seed=3)
-    keys = make_federation_keys(root / "keys", SITES)
-    nodes = {}
-    for i, site in enumerate(SITES):
-        data = root / "data" / f"{site}.txt"
-        data.parent.mkdir(parents=True, exist_ok=True)
-        data.write_text(site_text(site, i))
-        node = NodeConfig(site, base, (data,), keys.sites[site].key_dir, keys.sites[site].trust_dir, root / "state" / site, "cpu")
-        nodes[site] = node
-    (root / "val.txt").write_text(site_text("north", 99))
-    return {"root": root, "base": base, "keys": keys, "nodes": nodes}
+def federation(small_federation, tmp_path_factory):
+    fed, state = small_federation, tmp_path_factory.mktemp("inprocess-state")
+    nodes = {site: NodeConfig(site, fed["base"], (fed["data"][site],), fed["keys"].sites[site].key_dir,
+                              fed["keys"].sites[site].trust_dir, state / site, "cpu") for site in SITES}
+    return {**fed, "nodes": nodes}
 
 
 def run_config(fed, work: Path, **overrides) -> dict:

@@ -12,30 +12,19 @@ from pathlib import Path
 import pytest
 
 from organfed.client.node import NodeConfig
-from organfed.server.enrolment import make_federation_keys
 from organfed.server.federation import LocalFederation
 from organfed.server.flower_app import write_flower_app
 from organfed.server.store import OrganStore
 from organfed.shared.audit_log import verify_log
 from organfed.shared.model_dir import load_model
-from organfed.shared.tiny import write_tiny_model
 
 pytestmark = pytest.mark.slow
-SITES = ("north", "south", "east")
+SITES = ("north", "south", "east")  # the enrolled sites of the small_federation fixture
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, site_text):
-    root = tmp_path_factory.mktemp("procs")
-    base = write_tiny_model("gpt2", root / "base", seed=3)
-    keys = make_federation_keys(root / "keys", SITES)
-    data = {}
-    for i, site in enumerate(SITES):
-        data[site] = root / "data" / f"{site}.txt"
-        data[site].parent.mkdir(parents=True, exist_ok=True)
-        data[site].write_text(site_text(site, i))
-    (root / "val.txt").write_text(site_text("north", 99))
-    return {"root": root, "base": base, "keys": keys, "data": data, "app": write_flower_app(root / "app")}
+def setup(small_federation, tmp_path_factory):
+    return {**small_federation, "app": write_flower_app(tmp_path_factory.mktemp("flower-app") / "app")}
 
 
 def run_config(setup, work: Path, **overrides) -> dict:
