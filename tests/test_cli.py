@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from organfed.shared.cli.main import build_parser
+from organfed.shared.cli.main import COMMAND_MODULES, build_parser
 
 ORGANFED = str(Path(sys.executable).parent / "organfed")
 
@@ -92,3 +92,23 @@ def test_counts_out_of_range_are_usage_errors(argv, needle, capsys):
 
 def test_tiny_model_with_an_unusable_hidden_size(tmp_path):
     assert_one_line_error(run("tiny-model", "--family", "llama", "--hidden", "12", "--out", str(tmp_path / "t")), "multiple of 8")
+
+
+def test_the_command_table_names_what_each_module_registers():
+    for module, names in COMMAND_MODULES.items():
+        registered = {path[0] for path in command_paths(build_parser(names[0])) if len(path) == 1}
+        assert registered == set(names), module
+
+
+def test_commands_that_need_no_model_run_without_importing_torch(tmp_path):
+    probe = (
+        "import sys\n"
+        "from organfed.shared.cli.main import main\n"
+        f"assert main(['keys', 'new', '--name', 'site', '--out', {str(tmp_path / 'k')!r}]) == 0\n"
+        f"assert main(['trust', 'enrol', {str(tmp_path / 't')!r}, {str(tmp_path / 'k' / 'identity.json')!r}]) == 0\n"
+        f"assert main(['federation', 'tls', '--out', {str(tmp_path / 'tls')!r}, '--host', 'localhost']) == 0\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "torch imported: False" in result.stdout

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from typing import TYPE_CHECKING
+
 from organfed.shared.errors import ConfigError
-from organfed.shared.organ import LayerRange
+
+if TYPE_CHECKING:
+    from organfed.shared.organ import LayerRange
 
 
 def layer_range(text: str) -> LayerRange:
     """``S:E`` as a :class:`LayerRange`."""
+    from organfed.shared.organ import LayerRange  # here, so that commands without layers need not import torch
+
     try:
         return LayerRange.parse(text)
     except ConfigError as exc:
