@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from organfed.shared.atomic import atomic_path
+from organfed.shared.direct_io import DirectFile
 from organfed.shared.crypto import (
     KEY_BLOCK_BYTES, SIGNATURE_BYTES, SUITE, TAG_BYTES, ChunkCipher, derive_stream_keys, sign, unwrap_file_key,
     verify_signature, wrap_file_key,
@@ -321,7 +322,7 @@ def seal_file(src: Path, out: Path | None, *, sender: KeyDir, recipient: Identit
                 buffer = io.BytesIO()
                 seal_stream(fh, buffer, **kwargs)
                 return buffer.getvalue()
-            with atomic_path(out) as tmp, open(tmp, "wb") as dst:
+            with atomic_path(out) as tmp, DirectFile(tmp) as dst:
                 seal_stream(fh, dst, **kwargs)
     except OSError as exc:
         raise EnvelopeError(f"cannot seal {src} to {out or 'memory'}: {exc.strerror or exc}") from None
@@ -336,7 +337,7 @@ def open_file(src: BinaryIO, out: Path, header: Header, *, key: KeyDir, sender: 
     """
     try:
         with atomic_path(out, mode=0o600) as tmp:
-            with open(tmp, "wb") as dst:
+            with DirectFile(tmp) as dst:
                 statement = open_stream(src, dst, header, key=key, sender=sender)
             checked = check(tmp, statement)
     except OSError as exc:
