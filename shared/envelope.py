@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from organfed.shared.atomic import atomic_path
-from organfed.shared.direct_io import DirectFile
 from organfed.shared.crypto import (
     KEY_BLOCK_BYTES, SIGNATURE_BYTES, SUITE, TAG_BYTES, ChunkCipher, derive_stream_keys, sign, unwrap_file_key,
     verify_signature, wrap_file_key,
 )
+from organfed.shared.direct_io import DirectFile
 from organfed.shared.errors import EnvelopeError, VerificationError
 from organfed.shared.identity import KEY_ID_RE, Identity, KeyDir
 from organfed.shared.pump import pump
@@ -270,10 +270,12 @@ def read_header(src: BinaryIO) -> Header:
     return header
 
 
-def open_stream(src: BinaryIO, dst: BinaryIO, header: Header, *, key: KeyDir, sender: Identity) -> Statement:
+def open_stream(src: BinaryIO, dst: BinaryIO, header: Header, *, key: KeyDir, sender: Identity,
+                tap: Callable[[memoryview], None] | None = None) -> Statement:
     """Decrypt the payload after ``header`` into ``dst`` and verify the trailer; return the signed statement.
 
-    ``dst`` receives unverified plaintext: the caller must discard it unless this returns.
+    ``dst`` (and ``tap``, if given, on a thread of its own) receives the plaintext of each chunk once that chunk
+    is authenticated, but before the signature is checked: the caller must discard it unless this returns.
     """
     if header.recipient != key.identity.key_id or header.sender != sender.key_id:
         raise VerificationError("wrong-recipient" if header.recipient != key.identity.key_id else "wrong-sender")
@@ -287,7 +289,7 @@ def open_stream(src: BinaryIO, dst: BinaryIO, header: Header, *, key: KeyDir, se
         return plain
 
     pump(src, dst, count=header.num_chunks, size=lambda i: header.chunk_plain_bytes(i) + TAG_BYTES,
-         capacity=header.chunk_size, read=_read_exact, work=work)
+         capacity=header.chunk_size, read=_read_exact, work=work, tap=tap)
     trailer_ct = bytearray(header.trailer_bytes + TAG_BYTES)
     _read_exact(src, memoryview(trailer_ct))
     trailer = bytes(ChunkCipher(statement_key, header.digest).open_into(0, True, trailer_ct, bytearray(header.trailer_bytes)))
@@ -330,15 +332,16 @@ def seal_file(src: Path, out: Path | None, *, sender: KeyDir, recipient: Identit
 
 
 def open_file(src: BinaryIO, out: Path, header: Header, *, key: KeyDir, sender: Identity,
-              check: Callable[[Path, Statement], T]) -> tuple[Statement, T]:
+              check: Callable[[Path, Statement], T], tap: Callable[[memoryview], None] | None = None) -> tuple[Statement, T]:
     """Decrypt and verify into a temporary file beside ``out``, run ``check(tmp, statement)``, then rename.
 
-    Any exception (a refusal included) removes the temporary file: ``out`` appears only if everything passed.
+    ``tap`` sees the plaintext as it is decrypted (see :func:`open_stream`). Any exception (a refusal
+    included) removes the temporary file: ``out`` appears only if everything passed.
     """
     try:
         with atomic_path(out, mode=0o600) as tmp:
-            with open(tmp, "wb") as dst:  # through the page cache: ``check`` reads the organ right back
-                statement = open_stream(src, dst, header, key=key, sender=sender)
+            with DirectFile(tmp) as dst:  # around the page cache: the content checks run on the stream (``tap``)
+                statement = open_stream(src, dst, header, key=key, sender=sender, tap=tap)
             checked = check(tmp, statement)
     except OSError as exc:
         raise EnvelopeError(f"cannot write {out}: {exc.strerror or exc}") from None

@@ -211,7 +211,8 @@ def check_entries(header: SafetensorsHeader, manifest: Manifest) -> None:
     """Check an organ file's tensor list against its manifest, reading no tensor bytes.
 
     In order: the layer indices in the names are exactly ``0..k-1`` (a cheap check on names, before any module is
-    built), the tensor names and shapes against the family's layers, the dtype, the parameter count. Raises
+    built), the tensor names and shapes against the family's layers, the dtype, the parameter count, and that the
+    tensors' bytes lie in name order (as organfed's and safetensors' own writers put them). Raises
     :class:`OrganFormatError` / :class:`OrganContentError` naming the first defect.
     """
     path, k = header.path, manifest.num_layers
@@ -242,6 +243,9 @@ def check_entries(header: SafetensorsHeader, manifest: Manifest) -> None:
     count = sum(e.numel for e in header.entries.values())
     if count != manifest.num_parameters:
         raise OrganContentError(f"{path}: holds {count} parameters, manifest says {manifest.num_parameters}")
+    stored = sorted(header.entries, key=lambda n: (header.entries[n].start, n))
+    if stored != sorted(header.entries):
+        raise OrganFormatError(f"{path}: tensor data is not stored in name order (organs are, so that one pass checks them)")
 
 
 def digest_tensors(items: Iterable[tuple[str, str, tuple[int, ...], Iterable[bytes]]]) -> str:

@@ -1,31 +1,16 @@
-"""What a coordinator accepts: an :class:`OrganPolicy`, and a streaming organ check that applies it.
-
-:func:`check_organ_file` runs the checks of :func:`organfed.shared.organ.load_organ`
-(header, manifest, then the same :func:`~organfed.shared.organ.check_entries` for
-layer indices, tensor names, shapes, dtype and count; digest, finiteness) but
-reads the tensors a chunk at a time instead of loading them, so that opening a
-multi-GB organ needs memory independent of its size. In the same pass it
-measures the organ's norm: the L2 norm of all its parameters together (float32
-accumulation within a chunk, float64 across chunks and on overflow).
-"""
+"""What a coordinator accepts: an :class:`OrganPolicy` (applied by :mod:`organfed.shared.content_check`)."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from organfed.shared.errors import ConfigError, OrganContentError, PolicyError
+from organfed.shared.errors import ConfigError, PolicyError
 from organfed.shared.manifest import Manifest
-from organfed.shared.organ import architecture_mismatch, check_entries, manifest_of
-from organfed.shared.safetensors_io import DTYPES, hash_entry_header, read_header
-
-CHECK_CHUNK = 1 << 20
+from organfed.shared.organ import architecture_mismatch
+from organfed.shared.safetensors_io import DTYPES
 
 
 @dataclass(frozen=True)
@@ -118,58 +103,3 @@ class OrganPolicy:
     def check_norm(self, norm: float) -> None:
         if self.max_norm is not None and not norm <= self.max_norm:
             raise PolicyError(f"organ norm {norm:.6g} exceeds the limit of {self.max_norm:g}")
-
-
-@dataclass(frozen=True)
-class OrganCheck:
-    """What a passed check learnt: the manifest and the organ's L2 norm."""
-
-    manifest: Manifest
-    norm: float
-
-
-def _squared_norm(values: torch.Tensor, path: Path, name: str) -> float:
-    """Sum of squares of ``values`` (float32 accumulation, float64 if that overflows); refuses NaN and inf."""
-    norm = float(torch.linalg.vector_norm(values, dtype=torch.float32 if values.element_size() <= 4 else None))
-    if not math.isfinite(norm):
-        if not torch.isfinite(values).all():
-            raise OrganContentError(f"{path}: tensor {name!r} holds NaN or infinite values")
-        norm = float(torch.linalg.vector_norm(values.double()))
-    return norm * norm
-
-
-def check_organ_file(path: Path | str, policy: OrganPolicy | None = None, *, chunk: int = CHECK_CHUNK) -> OrganCheck:
-    """Validate an organ file as ``load_organ`` does, plus ``policy``, in memory independent of its size.
-
-    Raises :class:`OrganFormatError` / :class:`OrganContentError` for a defective
-    organ and :class:`PolicyError` for one outside the policy.
-    """
-    path = Path(path)
-    header = read_header(path)
-    manifest = manifest_of(header)
-    if policy is not None:
-        policy.check_size(header.file_size)
-        policy.check_manifest(manifest)
-    check_entries(header, manifest)
-    hasher, squares, buf = hashlib.sha256(), 0.0, bytearray(chunk)
-    dtype = DTYPES[manifest.dtype]
-    with open(path, "rb") as fh:
-        for name in sorted(header.entries):
-            entry = header.entries[name]
-            hash_entry_header(hasher, name, entry.dtype, entry.shape)
-            fh.seek(entry.start)
-            left = entry.nbytes
-            while left:
-                view = memoryview(buf)[: min(chunk, left)]
-                if fh.readinto(view) != len(view):
-                    raise OrganContentError(f"{path}: tensor {name!r}: file ended early")
-                hasher.update(view)
-                squares += _squared_norm(torch.frombuffer(view, dtype=dtype), path, name)
-                left -= len(view)
-    digest = "sha256:" + hasher.hexdigest()
-    if digest != manifest.tensor_digest:
-        raise OrganContentError(f"{path}: tensor digest {digest} does not match the manifest's {manifest.tensor_digest}")
-    norm = math.sqrt(squares)
-    if policy is not None:
-        policy.check_norm(norm)
-    return OrganCheck(manifest, norm)

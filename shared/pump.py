@@ -1,8 +1,12 @@
 """Pipelined streaming: read ahead and write behind on helper threads while the caller works.
 
-File reads and writes release the GIL, and so do hashlib and the AEAD on large
-buffers, so with a spare core a file-to-file pass costs about its compute
-alone. Memory is :data:`DEPTH` input and output buffers, whatever the stream's size.
+File reads and writes release the GIL, and so do hashlib, torch and the AEAD on
+large buffers, so with a spare core a file-to-file pass costs about its compute
+alone. An optional tap sees each output chunk on a thread of its own, beside the
+write (the coordinator checks an organ's content there as it is decrypted).
+Memory is :data:`DEPTH` input and output buffers, whatever the stream's size;
+output buffers are page-aligned, so that a :class:`~organfed.shared.direct_io.DirectFile`
+writes them without a copy.
 Every :data:`WRITEBACK_BYTES` written to a real file, the writer asks the
 kernel to start writing them back, so that the caller's final fsync is short.
 """
@@ -15,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
+
+from organfed.shared.direct_io import aligned_buffer
 
 WRITEBACK_BYTES = 32 << 20
 DEPTH = 4
@@ -44,22 +50,24 @@ class _Writer:
 
 def pump(src: BinaryIO, dst: BinaryIO, *, count: int, size: Callable[[int], int], capacity: int,
          read: Callable[[BinaryIO, memoryview], None],
-         work: Callable[[int, memoryview, bytearray], memoryview], depth: int = DEPTH) -> None:
+         work: Callable[[int, memoryview, memoryview], memoryview], depth: int = DEPTH,
+         tap: Callable[[memoryview], None] | None = None) -> None:
     """For chunk ``i`` in ``range(count)``: ``read`` ``size(i)`` bytes from ``src``, let ``work(i, chunk, out)``
-    fill ``out`` (``capacity`` bytes) and return the part to write to ``dst``.
+    fill ``out`` (``capacity`` bytes) and return the part to write to ``dst`` (and to give ``tap``).
 
-    Up to ``depth`` chunks are read ahead and ``depth`` written behind while ``work``
-    runs; ``size(0)`` must be the largest size. The first exception (from ``read``,
-    ``work`` or a write) stops the pump and propagates.
+    Up to ``depth`` chunks are read ahead and ``depth`` written (and tapped) behind
+    while ``work`` runs; ``size(0)`` must be the largest size. The first exception
+    (from ``read``, ``work``, a write or ``tap``) stops the pump and propagates.
     """
     if count <= 0:
         return
     inputs = [bytearray(size(0)) for _ in range(depth)]
-    outputs = [bytearray(capacity) for _ in range(depth)]
+    outputs = [memoryview(aligned_buffer(capacity)) for _ in range(depth)]
     write = _Writer(dst)
     reads: deque[tuple[memoryview, Future]] = deque()
-    writes: deque[Future] = deque()
-    with ThreadPoolExecutor(1, "organfed-read") as reader, ThreadPoolExecutor(1, "organfed-write") as writer:
+    writes: deque[list[Future]] = deque()
+    with (ThreadPoolExecutor(1, "organfed-read") as reader, ThreadPoolExecutor(1, "organfed-write") as writer,
+          ThreadPoolExecutor(1, "organfed-tap") as tapper):
 
         def start_read(i: int) -> None:
             view = memoryview(inputs[i % depth])[: size(i)]
@@ -71,9 +79,12 @@ def pump(src: BinaryIO, dst: BinaryIO, *, count: int, size: Callable[[int], int]
             chunk, pending = reads.popleft()
             pending.result()
             if len(writes) == depth:
-                writes.popleft().result()  # chunk i - depth has left outputs[i % depth]
-            writes.append(writer.submit(write, work(i, chunk, outputs[i % depth])))
+                for pending_write in writes.popleft():
+                    pending_write.result()  # chunk i - depth has left outputs[i % depth]
+            out = work(i, chunk, outputs[i % depth])
+            writes.append([writer.submit(write, out)] + ([tapper.submit(tap, out)] if tap is not None else []))
             if i + depth < count:
                 start_read(i + depth)  # chunk i has left inputs[i % depth]
         while writes:
-            writes.popleft().result()
+            for pending_write in writes.popleft():
+                pending_write.result()

@@ -84,27 +84,37 @@ def _refuse_non_safetensors(path: Path, head: bytes) -> None:
         )
 
 
+def header_length(path: Path, head: bytes, size: int, *, max_header_bytes: int = MAX_HEADER_BYTES) -> int:
+    """The JSON header's length, from the first 8 bytes (``head``) of a file of ``size`` bytes; checked."""
+    _refuse_non_safetensors(path, head)
+    if len(head) < 8:
+        raise OrganFormatError(f"{path}: too short to be a safetensors file ({size} bytes)")
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > max_header_bytes:
+        raise OrganFormatError(f"{path}: header of {n} bytes exceeds the {max_header_bytes}-byte limit")
+    if n > size - 8:
+        raise OrganFormatError(f"{path}: header length {n} runs past the end of the file (truncated?)")
+    return n
+
+
 def read_header(path: Path | str, *, max_header_bytes: int = MAX_HEADER_BYTES) -> SafetensorsHeader:
     """Parse and check the header of ``path``; raise :class:`OrganFormatError` on anything malformed."""
     path = Path(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            head = fh.read(8)
-            _refuse_non_safetensors(path, head)
-            if len(head) < 8:
-                raise OrganFormatError(f"{path}: too short to be a safetensors file ({size} bytes)")
-            (n,) = struct.unpack("<Q", head)
-            if n > max_header_bytes:
-                raise OrganFormatError(f"{path}: header of {n} bytes exceeds the {max_header_bytes}-byte limit")
-            if n > size - 8:
-                raise OrganFormatError(f"{path}: header length {n} runs past the end of the file (truncated?)")
+            n = header_length(path, fh.read(8), size, max_header_bytes=max_header_bytes)
             raw = fh.read(n)
     except OSError as exc:
         raise OrganFormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return parse_header(path, raw, size)
+
+
+def parse_header(path: Path, raw: bytes, size: int) -> SafetensorsHeader:
+    """Check the JSON header ``raw`` of a safetensors file of ``size`` bytes (``path`` names it in errors)."""
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise OrganFormatError(f"{path}: header is not valid JSON ({exc})") from exc
     if not isinstance(header, dict):
         raise OrganFormatError(f"{path}: header is not a JSON object")
@@ -113,7 +123,7 @@ def read_header(path: Path | str, *, max_header_bytes: int = MAX_HEADER_BYTES) -
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise OrganFormatError(f"{path}: __metadata__ must map strings to strings")
-    data_start = 8 + n
+    data_start = 8 + len(raw)
     entries = {name: _parse_entry(path, name, spec, data_start) for name, spec in header.items()}
     _check_layout(path, entries, data_start, size)
     return SafetensorsHeader(path=path, entries=entries, metadata=metadata, file_size=size)

@@ -5,8 +5,9 @@
 header and size, the recipient, the sender (enrolled, not revoked, as expected),
 run, round, expiry, replay, the size policy; then it decrypts to a temporary
 file beside ``out``, verifies every chunk, the signature, the statement and the
-digest, runs the organ content checks and the policy, claims the nonce, writes
-the audit line and only then renames the organ into place. A refusal raises
+digest, then takes the verdict of the organ content checks and the policy (run
+on the plaintext as it was decrypted), claims the nonce, writes the audit line
+and only then renames the organ into place. A refusal raises
 :class:`VerificationError` (audited) and leaves no file behind.
 """
 
@@ -27,7 +28,8 @@ from organfed.shared.errors import ConfigError, EnvelopeError, OrganFormatError,
 from organfed.shared.identity import Identity, KeyDir, TrustStore
 from organfed.shared.manifest import Manifest
 from organfed.shared.organ import read_manifest
-from organfed.shared.policy import OrganCheck, OrganPolicy, check_organ_file
+from organfed.shared.content_check import OrganCheck, OrganStreamCheck
+from organfed.shared.policy import OrganPolicy
 from organfed.shared.replay import CLOCK_SKEW, ReplayCache
 
 Inspect = Callable[[Path, Manifest], None]
@@ -139,12 +141,14 @@ def _open(src: BinaryIO, trail: dict, *, key: KeyDir, trust: TrustStore, run_id:
     if policy is not None:
         policy.check_size(header.payload_bytes)
 
+    content = OrganStreamCheck(header.payload_bytes, policy)  # fed each chunk once it is authenticated
+
     def check(tmp: Path, statement: Statement) -> OrganCheck:
         trail["digest"] = statement.organ_digest
         try:
-            result = check_organ_file(tmp, policy)
+            result = content.result()  # only now: a bad signature or digest is reported before the content
         except OrganFormatError as exc:
-            raise VerificationError("organ-content", str(exc).replace(str(tmp), "organ")) from None
+            raise VerificationError("organ-content", str(exc)) from None
         if json.loads(result.manifest.to_json()) != statement.manifest:
             raise VerificationError("binding-mismatch", "the organ's manifest differs from the signed one")
         if inspect is not None:
@@ -154,5 +158,5 @@ def _open(src: BinaryIO, trail: dict, *, key: KeyDir, trust: TrustStore, run_id:
             audit.append(decision="accept", reason="ok", now=now, **trail)
         return result
 
-    statement, result = open_file(src, out, header, key=key, sender=sender, check=check)
+    statement, result = open_file(src, out, header, key=key, sender=sender, check=check, tap=content.update)
     return OpenedOrgan(out, result.manifest, sender, b.run_id, b.round, b.nonce, statement.organ_digest, result.norm)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from organfed.shared.direct_io import ALIGN, DirectFile
+from organfed.shared.direct_io import ALIGN, DirectFile, aligned_buffer
 
 SIZES = [0, 1, ALIGN - 1, ALIGN, ALIGN + 1, 3 * ALIGN + 17, (1 << 16) + 5]
 
@@ -65,3 +65,18 @@ def test_a_file_on_disk_is_written_direct_where_the_platform_allows(tmp_path):
     probe = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)  # does this file system take it?
     os.close(probe)
     assert out.direct
+
+
+@pytest.mark.parametrize("order", ["aligned-first", "unaligned-first"])
+def test_aligned_buffers_go_straight_to_the_file_and_mix_with_others(tmp_path, order):
+    """Page-aligned whole blocks skip the staging buffer only while nothing is staged: the bytes stay in order."""
+    aligned = aligned_buffer(2 * ALIGN)
+    aligned[:] = os.urandom(2 * ALIGN)
+    odd = os.urandom(ALIGN + 5)
+    pieces = [memoryview(aligned), odd, memoryview(aligned)[:ALIGN], memoryview(aligned)]
+    if order == "unaligned-first":
+        pieces = pieces[1:] + pieces[:1]
+    with DirectFile(tmp_path / "f", staging_bytes=4 * ALIGN) as out:
+        for piece in pieces:
+            out.write(piece)
+    assert (tmp_path / "f").read_bytes() == b"".join(bytes(p) for p in pieces)

@@ -186,6 +186,16 @@ def test_impostor_signature(envelope_world):
     refused(envelope_world, envelope_world.seal(impostor), "bad-signature")
 
 
+def test_an_impostor_is_refused_for_the_signature_even_with_a_broken_organ(envelope_world, tmp_path):
+    """The content check runs on the stream, but its verdict waits for the signature: that reason comes first."""
+    a, b = envelope_world.parties.site_a, envelope_world.parties.site_b
+    organ = load_organ(envelope_world.parties.organ)
+    tensors = {k: v.clone() for k, v in organ.tensors.items()}
+    tensors[sorted(tensors)[0]].view(-1)[0] = torch.nan
+    broken = save_organ(make_organ(tensors, organ.manifest), tmp_path / "nan.safetensors")
+    refused(envelope_world, envelope_world.seal(KeyDir(b.path, a.identity, b.keys), organ=broken), "bad-signature")
+
+
 def test_digest_mismatch(envelope_world, monkeypatch):
     import hashlib
 

@@ -224,7 +224,7 @@ def oss(tiny_models, tmp_path_factory):
 
 def refused_by_both(path, error=OrganFormatError, match=None):
     """load_organ and the streaming check_organ_file give the same verdict (one shared entry check)."""
-    from organfed.shared.policy import check_organ_file
+    from organfed.shared.content_check import check_organ_file
 
     for check in (load_organ, check_organ_file):
         with pytest.raises(error, match=match):
@@ -390,3 +390,19 @@ def test_model_dir_refuses_malformed_layer_keys_traversing_and_duplicated_shards
     (dup / INDEX_NAME).write_text(json.dumps({"weight_map": weight_map}))
     with pytest.raises(ModelDirError, match="is in both"):
         open_model_dir(dup)
+
+
+def test_tensors_out_of_name_order_are_refused(oss, tmp_path):
+    """The digest is over tensors in name order; organs store them so, and a one-pass check relies on it."""
+    from organfed.shared.manifest import METADATA_KEY
+    from organfed.shared.safetensors_io import StreamingWriter, TensorSpec
+
+    names = sorted(oss.tensors, reverse=True)
+    path = tmp_path / "reversed.safetensors"
+    with open(path, "wb") as fh:
+        writer = StreamingWriter(fh, [TensorSpec(n, oss.manifest.dtype, tuple(oss.tensors[n].shape)) for n in names],
+                                 {METADATA_KEY: oss.manifest.to_json(), "format": "pt"})
+        for name in names:
+            writer.write_tensor(name, oss.tensors[name])
+        writer.close()
+    refused_by_both(path, OrganFormatError, "name order")

@@ -13,8 +13,10 @@ page cache, as a file just written or received would be.
   hashing. This is what the format costs with no I/O at all.
 * seal / open: the envelope layer, file to file, fsync included; open decrypts
   to a temporary file, checks every chunk, the signature and the digest, renames.
+  Both write around the page cache where the file system allows (``O_DIRECT``).
+* open, output discarded: open writing to ``/dev/null``, the format's own cost.
 * open + checks: the coordinator's whole path (trust, replay cache, audit log,
-  streaming organ content checks, policy); it imports torch.
+  the organ content checks and policy on the decrypted stream); it imports torch.
 """
 
 from __future__ import annotations
@@ -91,19 +93,6 @@ with open(W / "organ.env", "rb") as src:
 done(step=since(mark))
 """
 
-_OPEN_DIRECT = """
-from organfed.shared.atomic import atomic_path
-from organfed.shared.direct_io import DirectFile
-from organfed.shared.envelope import open_stream, read_header
-from organfed.shared.identity import load_identity, load_key_dir
-coord, site = load_key_dir(W / "coordinator"), load_identity(W / "site")
-warm(W / "organ.env")
-mark = clock()
-with open(W / "organ.env", "rb") as src, atomic_path(W / "opened.safetensors") as tmp, DirectFile(tmp) as dst:
-    open_stream(src, dst, read_header(src), key=coord, sender=site)
-done(step=since(mark))
-"""
-
 _OPEN_DISCARD = """
 from organfed.shared.envelope import open_stream, read_header
 from organfed.shared.identity import load_identity, load_key_dir
@@ -135,10 +124,9 @@ _IMPORTS = "import organfed.shared.envelope, organfed.shared.identity\ndone()\n"
 _IMPORTS_FULL = "import organfed.shared.sealing\ndone()\n"
 
 
-FLOOR_OF = {"seal": "seal", "open": "open", "open, output around the page cache": "open", "open, output discarded": "open"}
+FLOOR_OF = {"seal": "seal", "open": "open", "open, output discarded": "open"}
 """Which in-memory floor each step is compared with. Discarding the output shows the format's own
-cost apart from the file system's write path (page cache, writeback, fsync); writing it around the page
-cache (O_DIRECT, as seal does) shows what open would cost if the content checks did not read the organ back."""
+cost apart from the file system's write path."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -187,8 +175,8 @@ def measure(work: Path, organ: Path, chunk: int, repeats: int) -> dict[str, dict
     runs: dict[str, list[dict[str, float]]] = {}
     for _ in range(repeats):
         floor, floor_rss = _step(work, organ, chunk, _FLOOR)
-        for name, body in (("seal", _SEAL), ("open", _OPEN), ("open, output around the page cache", _OPEN_DIRECT),
-                           ("open, output discarded", _OPEN_DISCARD), ("open + checks", _OPEN_FULL)):
+        for name, body in (("seal", _SEAL), ("open", _OPEN), ("open, output discarded", _OPEN_DISCARD),
+                           ("open + checks", _OPEN_FULL)):
             if name == "open + checks":
                 _step(work, organ, chunk, _SEAL)  # a fresh envelope: the last one's nonce is spent
             timings, rss = _step(work, organ, chunk, body)
