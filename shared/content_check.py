@@ -2,14 +2,14 @@
 
 :class:`OrganStreamCheck` takes an organ file's bytes in order, in pieces of any
 size (the envelope hands it each chunk as it is decrypted), and holds no more
-than the file's header whatever the organ's size. It parses and checks the
-header, checks the manifest against the policy, runs
-:func:`~organfed.shared.organ.check_entries` (which also requires the tensors in
-name order, so that one pass suffices), then hashes each tensor's name, dtype,
-shape and bytes into the tensor digest and measures the organ's norm: the L2
-norm of all its parameters together (float32 accumulation within a piece,
-float64 across pieces and on overflow), refusing NaN and inf.
-:func:`check_organ_file` runs it over a file.
+than the file's header whatever the organ's size. As the bytes arrive it
+parses the safetensors header and layout (tensors must lie in name order, so
+that one pass suffices), hashes each tensor's name, dtype, shape and bytes into
+the tensor digest and measures the organ's norm: the L2 norm of all its
+parameters together (float32 accumulation within a piece, float64 across pieces
+and on overflow), noting NaN and inf. Its verdict then adds the manifest, the
+policy and :func:`~organfed.shared.organ.check_entries`, the checks of
+:func:`~organfed.shared.organ.load_organ`. :func:`check_organ_file` runs it over a file.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from organfed.shared.errors import OrganContentError, OrganFormatError, PolicyError
+from organfed.shared.errors import OrganContentError, OrganFormatError
 from organfed.shared.manifest import Manifest
 from organfed.shared.organ import check_entries, manifest_of
 from organfed.shared.policy import OrganPolicy
 from organfed.shared.safetensors_io import (
-    DTYPES, SafetensorsHeader, TensorEntry, hash_entry_header, header_length, parse_header,
+    DTYPES, SafetensorsHeader, TensorEntry, check_name_order, hash_entry_header, header_length, parse_header,
 )
 
 CHECK_CHUNK = 1 << 20
@@ -55,9 +55,13 @@ def _squared_norm(values: torch.Tensor, path: Path, name: str) -> float:
 class OrganStreamCheck:
     """Check an organ of ``size`` bytes fed in order through :meth:`update`; :meth:`result` gives the verdict.
 
-    ``update`` never raises for a defect in the organ: it records the first one in
-    :attr:`error` and ignores the bytes after it, so that a caller still decrypting
-    can finish authenticating first. ``label`` names the organ in error messages.
+    While the bytes arrive (for an envelope: authenticated chunk by chunk, but not yet
+    signature-checked) it does only what any safetensors reader does: it parses the
+    header and layout, then hashes and measures the tensor bytes. The manifest, the
+    policy and the family's tensor list are checked in :meth:`result`, which an envelope
+    calls only after the signature and digest have passed. ``update`` never raises for a
+    defect in the organ: it records the first one in :attr:`error` and ignores the bytes
+    after it. ``label`` names the organ in error messages.
     """
 
     def __init__(self, size: int, policy: OrganPolicy | None = None, *, label: Path | str = "organ") -> None:
@@ -65,14 +69,15 @@ class OrganStreamCheck:
         self._pos = 0  # bytes received
         self._head = bytearray()  # the 8-byte length, then the JSON header, until parsed
         self._head_bytes = 8
-        self._manifest: Manifest | None = None
+        self._header: SafetensorsHeader | None = None
         self._todo: deque[TensorEntry] = deque()  # tensors still to come, in file (= name) order
         self._in_tensor = False
+        self._dtype: torch.dtype | None = None  # of the tensor being read; None: not a float, not measured
         self._carry = bytearray()  # the start of an element split between two pieces
-        self._dtype, self._item = torch.float32, 4  # the organ's, once its manifest is read
         self._hasher, self._squares = hashlib.sha256(), 0.0
-        self.error: OrganFormatError | PolicyError | None = None
-        self._guarded(self._start)
+        self.error: OrganFormatError | None = None
+        if size < 8:
+            self._guarded(header_length, self._path, b"", size)  # too short
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next bytes of the organ."""
@@ -80,66 +85,65 @@ class OrganStreamCheck:
             self._guarded(self._take, memoryview(data).cast("B"))
 
     def result(self) -> OrganCheck:
-        """The manifest and norm of an organ that arrived whole and passed; otherwise raise its first defect."""
-        if self.error is None and (self._manifest is None or self._pos < self._size):
+        """The manifest and norm of an organ that arrived whole and passed; otherwise raise its first defect.
+
+        In the order of :func:`~organfed.shared.organ.load_organ`: the file's structure, the manifest, the
+        policy on it and the tensor list, then the values (NaN, inf), the digest, and the policy's norm.
+        """
+        if self.error is None and (self._header is None or self._pos < self._size):
             self.error = OrganFormatError(f"{self._path}: ended after {self._pos} of its {self._size} bytes")
+        if self.error is not None and not isinstance(self.error, OrganContentError):
+            raise self.error
+        manifest = manifest_of(self._header)
+        if self._policy is not None:
+            self._policy.check_size(self._size)
+            self._policy.check_manifest(manifest)
+        check_entries(self._header, manifest)
         if self.error is not None:
             raise self.error
         digest = "sha256:" + self._hasher.hexdigest()
-        if digest != self._manifest.tensor_digest:
-            raise OrganContentError(f"{self._path}: tensor digest {digest} does not match the manifest's {self._manifest.tensor_digest}")
+        if digest != manifest.tensor_digest:
+            raise OrganContentError(f"{self._path}: tensor digest {digest} does not match the manifest's {manifest.tensor_digest}")
         norm = math.sqrt(self._squares)
         if self._policy is not None:
             self._policy.check_norm(norm)
-        return OrganCheck(self._manifest, norm)
+        return OrganCheck(manifest, norm)
 
     def _guarded(self, step, *args) -> None:
         try:
             step(*args)
-        except (OrganFormatError, PolicyError) as exc:
+        except OrganFormatError as exc:
             self.error = exc
-
-    def _start(self) -> None:
-        if self._policy is not None:
-            self._policy.check_size(self._size)
-        if self._size < 8:
-            header_length(self._path, b"", self._size)  # raises: too short
 
     def _take(self, data: memoryview) -> None:
         if self._pos + len(data) > self._size:
             raise OrganFormatError(f"{self._path}: longer than the {self._size} bytes announced")
-        while self._manifest is None and data:
+        while self._header is None and data:
             take = min(len(data), self._head_bytes - len(self._head))
             self._head += data[:take]
             self._pos, data = self._pos + take, data[take:]
             if len(self._head) == self._head_bytes == 8:
                 self._head_bytes += header_length(self._path, bytes(self._head), self._size)
             if len(self._head) == self._head_bytes > 8:
-                self._begin_tensors(parse_header(self._path, bytes(self._head[8:]), self._size))
-        if self._manifest is not None:
+                header = parse_header(self._path, bytes(self._head[8:]), self._size)
+                check_name_order(header)
+                self._todo.extend(sorted(header.entries.values(), key=lambda e: (e.start, e.name)))
+                self._head, self._header = bytearray(), header
+        if self._header is not None:
             self._take_tensors(data)
-
-    def _begin_tensors(self, header: SafetensorsHeader) -> None:
-        manifest = manifest_of(header)
-        if self._policy is not None:
-            self._policy.check_manifest(manifest)
-        check_entries(header, manifest)
-        self._todo.extend(sorted(header.entries.values(), key=lambda e: e.start))
-        self._dtype = DTYPES[manifest.dtype]
-        self._item = self._dtype.itemsize
-        self._head = bytearray()
-        self._manifest = manifest
 
     def _take_tensors(self, data: memoryview) -> None:
         while self._todo:
             entry = self._todo[0]
             if not self._in_tensor:
                 hash_entry_header(self._hasher, entry.name, entry.dtype, entry.shape)
-                self._in_tensor = True
+                dtype = DTYPES[entry.dtype]
+                self._dtype, self._in_tensor = (dtype if dtype.is_floating_point else None), True
             take = min(len(data), entry.end - self._pos)
             if take:
                 self._hasher.update(data[:take])
-                self._measure(data[:take], entry.name)
+                if self._dtype is not None:
+                    self._measure(data[:take], entry.name)
                 self._pos, data = self._pos + take, data[take:]
             if self._pos < entry.end:
                 return
@@ -147,15 +151,16 @@ class OrganStreamCheck:
             self._in_tensor = False
 
     def _measure(self, piece: memoryview, name: str) -> None:
+        item = self._dtype.itemsize
         if self._carry:
-            need = self._item - len(self._carry)
+            need = item - len(self._carry)
             self._carry += piece[:need]
             piece = piece[need:]
-            if len(self._carry) < self._item:
+            if len(self._carry) < item:
                 return
             self._squares += _squared_norm(torch.frombuffer(self._carry, dtype=self._dtype), self._path, name)
             self._carry = bytearray()
-        whole = len(piece) - len(piece) % self._item
+        whole = len(piece) - len(piece) % item
         if whole:
             values = piece[:whole] if not piece.readonly else bytearray(piece[:whole])
             self._squares += _squared_norm(torch.frombuffer(values, dtype=self._dtype), self._path, name)

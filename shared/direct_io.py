@@ -112,9 +112,11 @@ class DirectFile:
         self.direct = False
 
 
-def aligned_buffer(size: int) -> mmap.mmap:
+def aligned_buffer(size: int) -> memoryview:
     """A writable, page-aligned buffer of ``size`` bytes, which :meth:`DirectFile.write` writes without a copy."""
-    return mmap.mmap(-1, size)
+    raw = bytearray(size + ALIGN)  # heap memory: cheaper than a fresh mapping for the small buffers of small files
+    start = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % ALIGN
+    return memoryview(raw)[start : start + size]  # the export pins the bytearray: its address cannot change
 
 
 def _aligned(view: memoryview) -> bool:

@@ -32,6 +32,7 @@ from organfed.shared.safetensors_io import (
     SafetensorsHeader,
     StreamingWriter,
     TensorSpec,
+    check_name_order,
     hash_entry_header,
     iter_chunks,
     read_header,
@@ -243,9 +244,7 @@ def check_entries(header: SafetensorsHeader, manifest: Manifest) -> None:
     count = sum(e.numel for e in header.entries.values())
     if count != manifest.num_parameters:
         raise OrganContentError(f"{path}: holds {count} parameters, manifest says {manifest.num_parameters}")
-    stored = sorted(header.entries, key=lambda n: (header.entries[n].start, n))
-    if stored != sorted(header.entries):
-        raise OrganFormatError(f"{path}: tensor data is not stored in name order (organs are, so that one pass checks them)")
+    check_name_order(header)
 
 
 def digest_tensors(items: Iterable[tuple[str, str, tuple[int, ...], Iterable[bytes]]]) -> str:

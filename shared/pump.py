@@ -62,7 +62,7 @@ def pump(src: BinaryIO, dst: BinaryIO, *, count: int, size: Callable[[int], int]
     if count <= 0:
         return
     inputs = [bytearray(size(0)) for _ in range(depth)]
-    outputs = [memoryview(aligned_buffer(capacity)) for _ in range(depth)]
+    outputs = [aligned_buffer(capacity) for _ in range(depth)]
     write = _Writer(dst)
     reads: deque[tuple[memoryview, Future]] = deque()
     writes: deque[list[Future]] = deque()

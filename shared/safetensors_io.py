@@ -165,6 +165,13 @@ def _check_layout(path: Path, entries: dict[str, TensorEntry], data_start: int, 
         )
 
 
+def check_name_order(header: SafetensorsHeader) -> None:
+    """Refuse a file whose tensor bytes are not stored in name order (organs are, so one pass can check them)."""
+    entries = header.entries
+    if sorted(entries, key=lambda n: (entries[n].start, n)) != sorted(entries):
+        raise OrganFormatError(f"{header.path}: tensor data is not stored in name order (organs are, so that one pass checks them)")
+
+
 def read_tensor(fh: BinaryIO, entry: TensorEntry) -> torch.Tensor:
     """Read one tensor (a fresh, writable CPU tensor) from an open file."""
     buf = bytearray(entry.nbytes)

@@ -186,14 +186,22 @@ def test_impostor_signature(envelope_world):
     refused(envelope_world, envelope_world.seal(impostor), "bad-signature")
 
 
-def test_an_impostor_is_refused_for_the_signature_even_with_a_broken_organ(envelope_world, tmp_path):
-    """The content check runs on the stream, but its verdict waits for the signature: that reason comes first."""
+def test_an_impostor_is_refused_for_the_signature_even_with_a_broken_organ(envelope_world, tmp_path, monkeypatch):
+    """The content check runs on the stream, but nothing manifest-driven runs and no verdict is given before the
+    signature has passed: an impostor is refused for that, whatever its organ holds."""
+    from organfed.shared import content_check
+
     a, b = envelope_world.parties.site_a, envelope_world.parties.site_b
     organ = load_organ(envelope_world.parties.organ)
     tensors = {k: v.clone() for k, v in organ.tensors.items()}
     tensors[sorted(tensors)[0]].view(-1)[0] = torch.nan
     broken = save_organ(make_organ(tensors, organ.manifest), tmp_path / "nan.safetensors")
+    manifest_checks = []
+    monkeypatch.setattr(content_check, "check_entries", lambda *args: manifest_checks.append(args))
     refused(envelope_world, envelope_world.seal(KeyDir(b.path, a.identity, b.keys), organ=broken), "bad-signature")
+    assert manifest_checks == []
+    refused(envelope_world, envelope_world.seal(organ=broken), "organ-content")  # signed: now the checks run
+    assert len(manifest_checks) == 1
 
 
 def test_digest_mismatch(envelope_world, monkeypatch):
