@@ -8,7 +8,7 @@ that one pass suffices), hashes each tensor's name, dtype, shape and bytes into
 the tensor digest and measures the organ's norm: the L2 norm of all its
 parameters together (float32 accumulation within a piece, float64 across pieces
 and on overflow), noting NaN and inf. Its verdict then adds the manifest, the
-policy and :func:`~organfed.shared.organ.check_entries`, the checks of
+policy and :func:`~organfed.shared.organ_rules.check_entries`, the checks of
 :func:`~organfed.shared.organ.load_organ`. :func:`check_organ_file` runs it over a file.
 """
 
@@ -25,7 +25,7 @@ import torch
 
 from organfed.shared.errors import OrganContentError, OrganFormatError
 from organfed.shared.manifest import Manifest
-from organfed.shared.organ import check_entries, manifest_of
+from organfed.shared.organ_rules import check_entries, manifest_of
 from organfed.shared.policy import OrganPolicy
 from organfed.shared.safetensors_io import (
     DTYPES, SafetensorsHeader, TensorEntry, check_name_order, hash_entry_header, header_length, parse_header,

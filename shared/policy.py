@@ -9,7 +9,7 @@ from typing import Any
 
 from organfed.shared.errors import ConfigError, PolicyError
 from organfed.shared.manifest import Manifest
-from organfed.shared.organ import architecture_mismatch
+from organfed.shared.organ_rules import architecture_mismatch
 from organfed.shared.safetensors_io import DTYPES
 
 

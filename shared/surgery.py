@@ -23,7 +23,8 @@ from organfed.shared.atomic import fsync_dir, write_json_atomic
 from organfed.shared.errors import ConfigError, IncompatibleOrganError, OrganFormatError
 from organfed.shared.fingerprint import fingerprint_model_dir
 from organfed.shared.model_dir import INDEX_NAME, SINGLE_NAME, ModelDir, open_model_dir
-from organfed.shared.organ import Organ, architecture_mismatch, manifest_adapter
+from organfed.shared.organ import Organ
+from organfed.shared.organ_rules import architecture_mismatch, manifest_adapter
 from organfed.shared.safetensors_io import DTYPE_NAMES, DTYPES, StreamingWriter, TensorSpec, iter_chunks, tensor_bytes
 from organfed.shared.version import __version__
 

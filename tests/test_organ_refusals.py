@@ -265,20 +265,20 @@ def test_plan_refuses_bad_layer_types_of_an_organ_made_in_memory(oss, tiny_model
 
 
 def test_a_huge_layer_claim_is_refused_before_building_modules(good, tmp_path, monkeypatch):
-    from organfed.shared import organ as organ_module
+    from organfed.shared import organ_rules
 
     def never(manifest):
         raise AssertionError(f"built modules for {manifest.num_layers} claimed layers")
 
     data = json.loads(good.manifest.to_json())
     with monkeypatch.context() as patch:
-        patch.setattr(organ_module, "expected_tensors", never)
+        patch.setattr(organ_rules, "expected_tensors", never)
         claims_3000 = json.dumps(data | {"source_layers": [0, 3000], "source_num_layers": 3000})
         refused_by_both(write_raw(tmp_path / "a.safetensors", good.tensors, claims_3000), OrganFormatError, "at most 1024")
         claims_500 = json.dumps(data | {"source_layers": [0, 500], "source_num_layers": 500})
         refused_by_both(write_raw(tmp_path / "b.safetensors", good.tensors, claims_500), OrganContentError, "missing tensor.*layer")
     with pytest.raises(OrganFormatError, match="at most 1024"):
-        organ_module.expected_tensors(dataclasses.replace(good.manifest, source_layers=(0, 1025), source_num_layers=1025))
+        organ_rules.expected_tensors(dataclasses.replace(good.manifest, source_layers=(0, 1025), source_num_layers=1025))
     renamed = {("7" + k[1:] if k.startswith("2.") else k): v for k, v in good.tensors.items()}
     refused_by_both(write_raw(tmp_path / "c.safetensors", renamed, good.manifest.to_json()), OrganContentError, "missing tensor")
 
