@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from organfed.shared.audit_log import AuditLog
-from organfed.shared.envelope import DEFAULT_CHUNK_SIZE, Binding, Header, Statement, open_file, read_header, seal_file
+from organfed.shared.envelope import DEFAULT_CHUNK_SIZE, Statement, open_file, seal_file
+from organfed.shared.envelope_header import Binding, Header, read_header
 from organfed.shared.errors import ConfigError, EnvelopeError, OrganFormatError, VerificationError
 from organfed.shared.identity import Identity, KeyDir, TrustStore
 from organfed.shared.manifest import Manifest

@@ -13,9 +13,8 @@ import pytest
 
 from organfed.shared.audit_log import verify_log
 from organfed.shared.cli.main import main
-from organfed.shared.envelope import (
-    Binding, Statement, open_file, open_stream, read_header, seal_file, seal_stream,
-)
+from organfed.shared.envelope import Statement, open_file, open_stream, seal_file, seal_stream
+from organfed.shared.envelope_header import Binding, read_header
 from organfed.shared.errors import ConfigError, EnvelopeError, OrganFormatError, ReplayCacheError, VerificationError
 from organfed.shared.organ import read_manifest
 from organfed.shared.replay import ReplayCache

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from organfed.shared.crypto import KEY_BLOCK_BYTES, TAG_BYTES
-from organfed.shared.envelope import read_header
+from organfed.shared.envelope_header import read_header
 from organfed.shared.errors import VerificationError
 
 ITERATIONS = int(os.environ.get("ORGANFED_FUZZ_ITERATIONS", "400"))

@@ -16,7 +16,7 @@ import torch
 from organfed.shared import envelope as envelope_module
 from organfed.shared.audit_log import verify_log
 from organfed.shared.crypto import KEY_BLOCK_BYTES, SIGNATURE_BYTES, TAG_BYTES
-from organfed.shared.envelope import read_header
+from organfed.shared.envelope_header import read_header
 from organfed.shared.errors import EnvelopeError, VerificationError
 from organfed.shared.identity import KeyDir, create_key_dir
 from organfed.shared.organ import load_organ, make_organ, save_organ

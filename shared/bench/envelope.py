@@ -71,7 +71,8 @@ done(seal=seal, open=since(mark))
 """
 
 _SEAL = """
-from organfed.shared.envelope import Binding, seal_file
+from organfed.shared.envelope import seal_file
+from organfed.shared.envelope_header import Binding
 from organfed.shared.identity import load_identity, load_key_dir
 site, coord = load_key_dir(W / "site"), load_identity(W / "coordinator")
 manifest = json.loads((W / (ORGAN.stem + ".manifest.json")).read_text())
@@ -83,7 +84,8 @@ done(step=since(mark))
 """
 
 _OPEN = """
-from organfed.shared.envelope import open_file, read_header
+from organfed.shared.envelope import open_file
+from organfed.shared.envelope_header import read_header
 from organfed.shared.identity import load_identity, load_key_dir
 coord, site = load_key_dir(W / "coordinator"), load_identity(W / "site")
 warm(W / "organ.env")
@@ -94,7 +96,8 @@ done(step=since(mark))
 """
 
 _OPEN_DISCARD = """
-from organfed.shared.envelope import open_stream, read_header
+from organfed.shared.envelope import open_stream
+from organfed.shared.envelope_header import read_header
 from organfed.shared.identity import load_identity, load_key_dir
 coord, site = load_key_dir(W / "coordinator"), load_identity(W / "site")
 warm(W / "organ.env")
