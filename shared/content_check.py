@@ -69,6 +69,7 @@ class OrganStreamCheck:
         self._pos = 0  # bytes received
         self._head = bytearray()  # the 8-byte length, then the JSON header, until parsed
         self._head_bytes = 8
+        self._length_read = False
         self._header: SafetensorsHeader | None = None
         self._todo: deque[TensorEntry] = deque()  # tensors still to come, in file (= name) order
         self._in_tensor = False
@@ -122,9 +123,12 @@ class OrganStreamCheck:
             take = min(len(data), self._head_bytes - len(self._head))
             self._head += data[:take]
             self._pos, data = self._pos + take, data[take:]
-            if len(self._head) == self._head_bytes == 8:
+            if len(self._head) < self._head_bytes:
+                return  # all taken; the header goes on in the next piece
+            if not self._length_read:
                 self._head_bytes += header_length(self._path, bytes(self._head), self._size)
-            if len(self._head) == self._head_bytes > 8:
+                self._length_read = True
+            if len(self._head) == self._head_bytes:
                 header = parse_header(self._path, bytes(self._head[8:]), self._size)
                 check_name_order(header)
                 self._todo.extend(sorted(header.entries.values(), key=lambda e: (e.start, e.name)))

@@ -133,14 +133,14 @@ def _parse_entry(path: Path, name: str, spec: object, data_start: int) -> Tensor
     if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
         raise OrganFormatError(f"{path}: tensor {name!r} has a malformed header entry")
     dtype, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
-    if dtype not in DTYPES:
-        raise OrganFormatError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise OrganFormatError(f"{path}: tensor {name!r} has unsupported dtype {str(dtype)[:40]!r}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise OrganFormatError(f"{path}: tensor {name!r} has a malformed shape {shape!r}")
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
-        or not all(isinstance(o, int) and o >= 0 for o in offsets)
+        or not all(type(o) is int and o >= 0 for o in offsets)
         or offsets[0] > offsets[1]
     ):
         raise OrganFormatError(f"{path}: tensor {name!r} has malformed data offsets {offsets!r}")

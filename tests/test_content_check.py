@@ -97,3 +97,50 @@ def test_policy_is_applied_on_the_stream(organ_files):
         check = feed(data, 5000, policy)
         with pytest.raises(PolicyError, match=needle):
             check.result()
+
+
+HOSTILE_VALUES = [None, True, -1, 0, 2**64, 1.5, "F32", "", ["F32"], [True], [-1, 4], [0, 2**70], {"a": 1}, [[0]]]
+
+
+def test_hostile_headers_and_random_damage_end_only_in_typed_errors(organ_files, tmp_path):
+    """What an unauthenticated envelope can feed the check before its signature is verified: every outcome is a
+    recorded OrganFormatError (or acceptance of the unchanged organ), never another exception or a hang.
+    load_organ, which parses the same header, gives the same kind of verdict."""
+    import json
+    import signal
+    import struct
+
+    data = organ_files["gpt2"].read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header, body = json.loads(data[8 : 8 + n]), data[8 + n :]
+    rng = random.Random(7)
+    cases = [struct.pack("<Q", 0), struct.pack("<Q", 0) + b"{}", struct.pack("<Q", 2) + b"{}", b"\xff" * 16]
+    harmless = {data}  # cases that still hold the same organ
+    for _ in range(150):  # type confusion in the header's fields
+        doc = json.loads(json.dumps(header))
+        name = rng.choice([k for k in doc if k != "__metadata__"])
+        field = rng.choice(["dtype", "shape", "data_offsets", "extra"])
+        doc[name][field] = rng.choice(HOSTILE_VALUES)
+        raw = json.dumps(doc).encode()
+        cases.append(struct.pack("<Q", len(raw)) + raw + body)
+        if doc == header:  # the value drawn was the one already there
+            harmless.add(cases[-1])
+    for _ in range(150):  # random bytes overwritten anywhere, most often in the header
+        damaged = bytearray(data)
+        at = rng.randrange(8 + n + 64) if rng.random() < 0.8 else rng.randrange(len(data))
+        damaged[at : at + rng.randint(1, 8)] = rng.randbytes(rng.randint(1, 8))
+        cases.append(bytes(damaged))
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the check hung"))
+    signal.alarm(30)
+    try:
+        for case in cases:
+            check = feed(case, rng.choice([1 << 20, 4096, 7, 1]) if len(case) < 2000 else [4096, 777])
+            (tmp_path / "case.safetensors").write_bytes(case)
+            for verdict in (check.result, lambda: load_organ(tmp_path / "case.safetensors")):
+                try:
+                    verdict()
+                except OrganFormatError:
+                    continue
+                assert case in harmless
+    finally:
+        signal.alarm(0)
