@@ -25,7 +25,7 @@ import torch
 
 from organfed.shared.errors import OrganContentError, OrganFormatError
 from organfed.shared.manifest import Manifest
-from organfed.shared.organ_rules import check_entries, manifest_of
+from organfed.shared.organ_rules import MAX_ORGAN_HEADER_BYTES, check_entries, manifest_of
 from organfed.shared.policy import OrganPolicy
 from organfed.shared.safetensors_io import (
     DTYPES, SafetensorsHeader, TensorEntry, check_name_order, hash_entry_header, header_length, parse_header,
@@ -126,7 +126,8 @@ class OrganStreamCheck:
             if len(self._head) < self._head_bytes:
                 return  # all taken; the header goes on in the next piece
             if not self._length_read:
-                self._head_bytes += header_length(self._path, bytes(self._head), self._size)
+                self._head_bytes += header_length(self._path, bytes(self._head), self._size,
+                                                  max_header_bytes=MAX_ORGAN_HEADER_BYTES)
                 self._length_read = True
             if len(self._head) == self._head_bytes:
                 header = parse_header(self._path, bytes(self._head[8:]), self._size)

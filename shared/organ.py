@@ -25,7 +25,7 @@ from organfed.shared.families import FamilyAdapter, adapter_by_name
 from organfed.shared.fingerprint import fingerprint_model_dir
 from organfed.shared.manifest import METADATA_KEY, Manifest
 from organfed.shared.model_dir import ModelDir, open_model_dir
-from organfed.shared.organ_rules import check_entries, expected_tensors, manifest_of
+from organfed.shared.organ_rules import MAX_ORGAN_HEADER_BYTES, check_entries, expected_tensors, manifest_of
 from organfed.shared.safetensors_io import (
     DTYPE_NAMES,
     StreamingWriter,
@@ -133,7 +133,7 @@ def digest_tensors(items: Iterable[tuple[str, str, tuple[int, ...], Iterable[byt
 
 def read_manifest(path: Path | str) -> Manifest:
     """The manifest of an organ file, after the header checks (no tensor is read)."""
-    return manifest_of(read_header(path))
+    return manifest_of(read_header(path, max_header_bytes=MAX_ORGAN_HEADER_BYTES))
 
 
 def load_organ(path: Path | str) -> Organ:
@@ -144,7 +144,7 @@ def load_organ(path: Path | str) -> Organ:
     parameter count), the digest, finiteness. No tensor is returned unless all pass.
     """
     path = Path(path)
-    header = read_header(path)
+    header = read_header(path, max_header_bytes=MAX_ORGAN_HEADER_BYTES)
     manifest = manifest_of(header)
     check_entries(header, manifest)
     with open(path, "rb") as fh:

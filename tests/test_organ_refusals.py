@@ -406,3 +406,12 @@ def test_tensors_out_of_name_order_are_refused(oss, tmp_path):
             writer.write_tensor(name, oss.tensors[name])
         writer.close()
     refused_by_both(path, OrganFormatError, "name order")
+
+
+def test_an_organ_header_above_16_mib_is_refused_unread(tmp_path):
+    """Organs have small headers; the 100 MiB safetensors limit would let a forged envelope cost a 100 MB parse."""
+    import struct
+
+    path = tmp_path / "big-header.safetensors"
+    path.write_bytes(struct.pack("<Q", (16 << 20) + 1) + b"{" * 4096)
+    refused_by_both(path, OrganFormatError, "exceeds the 16777216-byte limit")
