@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from organfed.shared.audit_log import AuditLog
+from organfed.shared.content_check import OrganCheck, OrganStreamCheck
 from organfed.shared.envelope import DEFAULT_CHUNK_SIZE, Statement, open_file, seal_file
 from organfed.shared.envelope_header import Binding, Header, read_header
 from organfed.shared.errors import ConfigError, EnvelopeError, OrganFormatError, VerificationError
 from organfed.shared.identity import Identity, KeyDir, TrustStore
 from organfed.shared.manifest import Manifest
 from organfed.shared.organ import read_manifest
-from organfed.shared.content_check import OrganCheck, OrganStreamCheck
 from organfed.shared.policy import OrganPolicy
 from organfed.shared.replay import CLOCK_SKEW, ReplayCache
 

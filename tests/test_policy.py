@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from organfed.shared.content_check import check_organ_file
 from organfed.shared.errors import ConfigError, OrganContentError, OrganFormatError, PolicyError
 from organfed.shared.organ import LayerRange, extract_organ, load_organ, make_organ, save_organ
-from organfed.shared.content_check import check_organ_file
 from organfed.shared.policy import OrganPolicy
 
 
