@@ -88,8 +88,8 @@ class OrganStreamCheck:
     def result(self) -> OrganCheck:
         """The manifest and norm of an organ that arrived whole and passed; otherwise raise its first defect.
 
-        In the order of :func:`~organfed.shared.organ.load_organ`: the file's structure, the manifest, the
-        policy on it and the tensor list, then the values (NaN, inf), the digest, and the policy's norm.
+        In this order: the file's structure, the manifest, the policy on it and the tensor list, then the
+        values (NaN, inf), the digest, and the policy's norm.
         """
         if self.error is None and (self._header is None or self._pos < self._size):
             self.error = OrganFormatError(f"{self._path}: ended after {self._pos} of its {self._size} bytes")
