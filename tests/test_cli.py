@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from organfed.shared.cli.main import COMMAND_MODULES, build_parser
+from organfed.shared.cli.commands import COMMANDS
+from organfed.shared.cli.main import build_parser
 
 ORGANFED = str(Path(sys.executable).parent / "organfed")
 
@@ -28,10 +29,15 @@ def command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ())
     return paths
 
 
-@pytest.mark.parametrize("path", command_paths(build_parser()), ids=" ".join)
+def every_command_path() -> list[tuple[str, ...]]:
+    """Every command and subcommand, from the parser of each command's own module."""
+    return [path for name in COMMANDS for path in command_paths(build_parser(name)) if path[0] == name]
+
+
+@pytest.mark.parametrize("path", every_command_path(), ids=" ".join)
 def test_every_command_has_help(path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args([*path, "--help"])
+        build_parser(path[0]).parse_args([*path, "--help"])
     assert exit_info.value.code == 0
     assert "usage: organfed" in capsys.readouterr().out
 
@@ -86,7 +92,7 @@ def test_extract_inspect_transplant_perplexity(tiny_models, tmp_path):
 ])
 def test_counts_out_of_range_are_usage_errors(argv, needle, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(argv)
+        build_parser(argv[0]).parse_args(argv)
     assert exit_info.value.code == 2 and needle in capsys.readouterr().err
 
 
@@ -95,9 +101,29 @@ def test_tiny_model_with_an_unusable_hidden_size(tmp_path):
 
 
 def test_the_command_table_names_what_each_module_registers():
-    for module, names in COMMAND_MODULES.items():
-        registered = {path[0] for path in command_paths(build_parser(names[0])) if len(path) == 1}
-        assert registered == set(names), module
+    for name, entry in COMMANDS.items():
+        registered = {path[0] for path in command_paths(build_parser(name)) if len(path) == 1}
+        assert registered == {n for n, e in COMMANDS.items() if e.module == entry.module}, entry.module
+        sub = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
+        assert {a.dest: a.help for a in sub._choices_actions}[name] == entry.summary
+
+
+def test_the_overview_lists_every_command_without_importing_any(capsys):
+    probe = (
+        "import sys\n"
+        "from organfed.shared.cli.main import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('organfed.shared.cli.') and m.endswith(('_cmd', '_cmds')))\n"
+        "print('loaded:', loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "loaded: []" in result.stdout
+    for name, entry in COMMANDS.items():
+        assert name in result.stdout and entry.summary[:30] in result.stdout.replace("\n", " ").replace("  ", " ")
 
 
 def test_commands_that_need_no_model_run_without_importing_torch(tmp_path):

@@ -140,4 +140,4 @@ def test_cli_keys_and_trust(tmp_path, capsys):
 
 def test_passphrase_is_never_a_command_line_value():
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["keys", "new", "--name", "x", "--out", "d", "--passphrase", "secret"])
+        build_parser("keys").parse_args(["keys", "new", "--name", "x", "--out", "d", "--passphrase", "secret"])

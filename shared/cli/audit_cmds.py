@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from organfed.shared.audit_log import parse_anchor, verify_log
+from organfed.shared.cli.commands import summary
 from organfed.shared.errors import AuditLogError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("audit-log", help="check the coordinator's audit log of accepted and refused envelopes")
+    p = subparsers.add_parser("audit-log", help=summary("audit-log"))
     sub = p.add_subparsers(dest="audit_log_command", metavar="ACTION", required=True)
     v = sub.add_parser("verify", help="verify the hash chain and head; print the line count and head hash")
     v.add_argument("log", type=Path, metavar="LOG")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from organfed.shared.cli.commands import summary
+
 BENCH_MODULES = (
     "organfed.shared.bench.surgery",
     "organfed.shared.bench.training",
@@ -13,7 +15,7 @@ BENCH_MODULES = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("bench", help="run a benchmark (speed and memory, measured side by side)")
+    p = subparsers.add_parser("bench", help=summary("bench"))
     benches = p.add_subparsers(dest="bench", metavar="NAME", required=True)
     for name in BENCH_MODULES:
         importlib.import_module(name).register(benches)

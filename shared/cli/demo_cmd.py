@@ -8,12 +8,13 @@ import os
 import time
 from pathlib import Path
 
+from organfed.shared.cli.commands import summary
 from organfed.shared.cli.common import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "demo", help="run the whole federation on this machine: SuperLink, 3 SuperNodes, TLS, authentication, report",
+        "demo", help=summary("demo"),
         description="Three demo sites (hospital, software house, bank) train organs of the shipped demo base on their "
                     "own domain text; a real SuperLink and SuperNodes run over loopback with TLS and SuperNode "
                     "authentication; the coordinator verifies, aggregates and transplants, and prints the report.",
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
     p = subparsers.add_parser(
-        "simulate", help="many virtual sites on Flower's simulation engine (needs organfed[simulation])",
+        "simulate", help=summary("simulate"),
         description="Runs the same ServerApp and ClientApp with N virtual sites on Flower's simulation engine (Ray), "
                     "sharing the demo domains out among them.",
     )
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=3600.0)
     p.set_defaults(run=run_simulate)
 
-    p = subparsers.add_parser("demo-data", help="build (or find) the demo corpora and print where they and the demo base are")
+    p = subparsers.add_parser("demo-data", help=summary("demo-data"))
     p.add_argument("--out", type=Path, help="corpora directory (default: ~/.cache/organfed/demo-corpora)")
     p.set_defaults(run=run_demo_data)
 

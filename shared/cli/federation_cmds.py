@@ -12,11 +12,12 @@ import argparse
 import json
 from pathlib import Path
 
+from organfed.shared.cli.commands import summary
 from organfed.shared.cli.common import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("federation", help="make TLS files, SuperNode keys, the Flower App folder and node configs")
+    p = subparsers.add_parser("federation", help=summary("federation"))
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     a = actions.add_parser("tls", help="a CA and a server certificate for the SuperLink (keys mode 0600)")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from organfed.shared.cli.commands import summary
 from organfed.shared.errors import IdentityError
 from organfed.shared.identity import TrustStore, create_key_dir, load_identity, read_passphrase
 
@@ -22,7 +23,7 @@ def passphrase(args: argparse.Namespace) -> bytes | None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    keys = subparsers.add_parser("keys", help="create or show an identity (signing and encryption keys)")
+    keys = subparsers.add_parser("keys", help=summary("keys"))
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     p = sub.add_parser("new", help="create an identity in a new key directory (private keys mode 0600)")
     p.add_argument("--name", required=True, help="a name for this party, e.g. hospital-a or coordinator")
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("path", type=Path, metavar="DIR_OR_FILE")
     p.set_defaults(run=run_show)
 
-    trust = subparsers.add_parser("trust", help="manage a trust directory of enrolled identities")
+    trust = subparsers.add_parser("trust", help=summary("trust"))
     sub = trust.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
     p = sub.add_parser("enrol", help="enrol a public identity (check its key id out of band first)")
     p.add_argument("trust_dir", type=Path, metavar="TRUST_DIR")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from organfed.shared.cli.commands import summary
 from organfed.shared.cli.common import non_negative_int, positive_int
 from organfed.shared.data import load_token_ids, load_tokenizer
 from organfed.shared.evaluate import perplexity
@@ -15,7 +16,7 @@ from organfed.shared.tiny import FAMILIES, write_tiny_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("perplexity", help="measure a model's perplexity on text; prints JSON")
+    p = subparsers.add_parser("perplexity", help=summary("perplexity"))
     p.add_argument("--model", required=True, type=Path, help="model directory")
     p.add_argument("--data", required=True, nargs="+", type=Path, help="text files, directories or .jsonl files")
     p.add_argument("--block-size", type=positive_int, help="tokens per window (default: the model's context, at most 1024)")
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.set_defaults(run=run_perplexity)
 
-    p = subparsers.add_parser("tiny-model", help="write a tiny random-init model with a byte tokenizer (no download)")
+    p = subparsers.add_parser("tiny-model", help=summary("tiny-model"))
     p.add_argument("--family", required=True, choices=FAMILIES)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--layers", type=positive_int, default=6)

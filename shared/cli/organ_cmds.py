@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from organfed.shared.cli.commands import summary
 from organfed.shared.cli.common import layer_range, non_negative_int
 from organfed.shared.errors import ConfigError
 from organfed.shared.organ import extract_organ, load_organ, read_manifest
@@ -14,13 +15,13 @@ from organfed.shared.surgery import Placement, TransplantMode, transplant
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("extract", help="copy a block of layers out of a model into an organ file")
+    p = subparsers.add_parser("extract", help=summary("extract"))
     p.add_argument("--model", required=True, type=Path, help="Hugging Face model directory (safetensors)")
     p.add_argument("--layers", type=layer_range, help="half-open range S:E (default: 3 layers from floor(L/3))")
     p.add_argument("--out", required=True, type=Path, help="organ file to write (.safetensors)")
     p.set_defaults(run=run_extract)
 
-    p = subparsers.add_parser("transplant", help="put organs into a recipient model, writing a new model directory")
+    p = subparsers.add_parser("transplant", help=summary("transplant"))
     p.add_argument("--model", required=True, type=Path, help="recipient model directory")
     p.add_argument("--organ", required=True, action="append", metavar="ORGAN[@P]",
                    help="organ file, optionally with its own position; repeat to compose several organs")
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(run=run_transplant)
 
-    p = subparsers.add_parser("inspect", help="print an organ's manifest as JSON (checks the whole organ with --verify)")
+    p = subparsers.add_parser("inspect", help=summary("inspect"))
     p.add_argument("organ", type=Path)
     p.add_argument("--verify", action="store_true", help="also load every tensor and check digest and values")
     p.set_defaults(run=run_inspect)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from organfed.shared.audit_log import AuditLog
+from organfed.shared.cli.commands import summary
 from organfed.shared.cli.common import layer_range, non_negative_int, positive_int
 from organfed.shared.cli.keys_cmds import add_passphrase_args, passphrase
 from organfed.shared.identity import TrustStore, load_identity, load_key_dir
@@ -16,7 +17,7 @@ from organfed.shared.sealing import DEFAULT_TTL, MAX_TTL, open_envelope, seal_or
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("seal", help="sign an organ, then encrypt it to the coordinator")
+    p = subparsers.add_parser("seal", help=summary("seal"))
     p.add_argument("--organ", required=True, type=Path, help="organ file to seal")
     p.add_argument("--key", required=True, type=Path, metavar="KEY_DIR", help="this site's key directory")
     p.add_argument("--to", required=True, type=Path, metavar="IDENTITY", help="the coordinator's identity.json")
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_passphrase_args(p)
     p.set_defaults(run=run_seal)
 
-    p = subparsers.add_parser("open", help="verify and decrypt an envelope; refuse anything that does not check out")
+    p = subparsers.add_parser("open", help=summary("open"))
     p.add_argument("--envelope", required=True, type=Path, help="envelope file")
     p.add_argument("--key", required=True, type=Path, metavar="KEY_DIR", help="the coordinator's key directory")
     p.add_argument("--trust", required=True, type=Path, metavar="TRUST_DIR", help="trust directory of enrolled sites")

@@ -12,6 +12,7 @@ from organfed.client.config import Precision, Schedule, TrainConfig, TrainMode
 from organfed.client.loop import RunControl
 from organfed.client.step import usable_device
 from organfed.client.train import train_organ
+from organfed.shared.cli.commands import summary
 from organfed.shared.cli.common import layer_range, non_negative_int, positive_int
 from organfed.shared.data import load_token_ids, load_tokenizer
 from organfed.shared.errors import ConfigError
@@ -56,7 +57,7 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train an organ on text (wrapper: the paper's method; in-situ: inside the frozen model)")
+    p = subparsers.add_parser("train", help=summary("train"))
     add_training_args(p)
     p.add_argument("--layers", type=layer_range, help="half-open range S:E of the organ (default: 3 layers from floor(L/3))")
     p.add_argument("--mode", choices=[m.value for m in TrainMode], default="in-situ",
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="organ file to write")
     p.set_defaults(run=run_train)
 
-    p = subparsers.add_parser("baseline", help="train a LoRA or full fine-tuning baseline through the same pipeline")
+    p = subparsers.add_parser("baseline", help=summary("baseline"))
     add_training_args(p)
     p.add_argument("--method", required=True, choices=["lora", "full"])
     p.add_argument("--lora-rank", type=positive_int, default=8)
@@ -75,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="model directory to write (LoRA merged in)")
     p.set_defaults(run=run_baseline)
 
-    p = subparsers.add_parser("sweep", help="transplant an organ at each position; perplexity table (JSON, Markdown) and plot (PNG)")
+    p = subparsers.add_parser("sweep", help=summary("sweep"))
     p.add_argument("--model", required=True, type=Path, help="recipient model directory")
     p.add_argument("--organ", required=True, type=Path)
     p.add_argument("--data", required=True, nargs="+", type=Path, help="domain validation text")
